@@ -1,0 +1,1 @@
+"""patron: customer retention and membership for shops and chains."""

@@ -1,0 +1,1 @@
+"""The JSON API (``/api/v1``) and the ASGI application that also serves the web pages."""

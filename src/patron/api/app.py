@@ -1,0 +1,38 @@
+"""The ASGI application: JSON API under ``/api/v1``, web admin at ``/``, OpenAPI at ``/docs``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from patron.api import problems
+from patron.api.deps import AppContext
+from patron.api.routers import api_keys, audit, me, member_io, members, session, stores, users
+from patron.core.clock import Clock, SystemClock
+from patron.core.db import Database
+from patron.core.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, db: Database | None = None,
+               clock: Clock | None = None) -> FastAPI:
+    """Build the app; nothing is created at import time so tests can pass their own parts."""
+    settings = settings or Settings()
+    db = db or Database.from_url(settings.database_url)
+    app = FastAPI(
+        title="patron API",
+        version="1",
+        summary="Members, loyalty and customer care for shops and chains of stores.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.ctx = AppContext(settings=settings, db=db, clock=clock or SystemClock())
+    problems.install(app)
+    v1 = APIRouter(prefix="/api/v1")
+    for module in (session, me, stores, member_io, members, users, api_keys, audit):
+        v1.include_router(module.router)
+    app.include_router(v1)
+
+    from patron.web import routes as web  # the web layer is optional for API-only tests
+
+    web.install(app)
+    return app

@@ -1,0 +1,1 @@
+"""One router module per domain; each is thin: parse, call the service, commit, shape."""

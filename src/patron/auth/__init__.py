@@ -1,0 +1,1 @@
+"""Staff users, roles, API keys, web sessions and the audit log."""

@@ -1,0 +1,51 @@
+"""Deployment settings, read from the environment (``PATRON_*``) or a ``.env`` file.
+
+One deployment serves one merchant (brand) with many stores, so the brand's name,
+currency and default phone region live here rather than in a table.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-only-insecure-secret"  # noqa: S105 - refused in production below
+
+Language = Literal["en", "zh_CN"]
+
+
+class Settings(BaseSettings):
+    """Everything a deployment configures; built at the boundary, never at import time."""
+
+    model_config = SettingsConfigDict(env_prefix="PATRON_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite:///./patron.db"
+    secret_key: SecretStr = SecretStr(DEV_SECRET)
+
+    brand_name: str = "Patron"
+    currency: str = Field(default="CNY", min_length=3, max_length=3)
+    default_region: str = Field(default="CN", min_length=2, max_length=2)
+    default_language: Language = "en"
+    default_timezone: str = "Asia/Shanghai"
+
+    session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    cookie_secure: bool = False
+    max_upload_bytes: int = 50 * 1024 * 1024
+
+    @field_validator("currency", "default_region")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _refuse_dev_secret_in_production(self) -> Settings:
+        if self.environment == "production" and self.secret_key.get_secret_value() == DEV_SECRET:
+            raise ValueError("PATRON_SECRET_KEY must be set to a random value in production")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,1 @@
+"""Members, stores and consents: the shared customer database of a brand."""

@@ -1,0 +1,1 @@
+"""Server-rendered admin and member pages (Jinja2 + htmx), in English and Chinese."""

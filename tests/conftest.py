@@ -1,0 +1,111 @@
+"""Shared fixtures: a migrated database (SQLite file, or PostgreSQL when
+PATRON_TEST_DATABASE_URL is set), a fixed clock, the app, and small factories.
+
+On PostgreSQL each test run creates a throwaway database and drops it at the end; every
+test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from patron.api.app import create_app
+from patron.core import migrate
+from patron.core.clock import FixedClock
+from patron.core.db import Database, normalise_url
+from patron.core.registry import Base
+from patron.core.settings import Settings
+from tests import factories
+
+TEST_NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = os.environ.get("PATRON_TEST_DATABASE_URL")
+    if not server:
+        path: Path = tmp_path_factory.mktemp("db") / "patron-test.db"
+        yield f"sqlite:///{path}"
+        return
+    url = make_url(normalise_url(server))
+    name = f"patron_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def db(database_url: str) -> Iterator[Database]:
+    database = Database.from_url(database_url)
+    migrate.upgrade(database.engine)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test that touches the database starts from empty tables."""
+    yield
+    if "db" not in request.fixturenames:
+        return
+    database: Database = request.getfixturevalue("db")
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with database.engine.begin() as conn:
+        if database.engine.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
+        else:
+            for t in tables:
+                conn.execute(text(f'DELETE FROM "{t}"'))
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(TEST_NOW)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(environment="test", database_url=database_url, default_region="CN",
+                    default_language="en")
+
+
+@pytest.fixture
+def session(db: Database) -> Iterator[Session]:
+    """A session for service-level tests; the test commits if it wants to."""
+    with db.session(write=True) as s:
+        yield s
+        s.rollback()
+
+
+@pytest.fixture
+def app(settings: Settings, db: Database, clock: FixedClock) -> FastAPI:
+    return create_app(settings, db=db, clock=clock)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture
+def world(db: Database, clock: FixedClock) -> factories.World:
+    """Two stores (A, B), an owner, a manager and a cashier of A, a manager of B, POS keys."""
+    return factories.make_world(db, clock)
