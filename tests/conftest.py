@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
@@ -21,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from patron.api.app import create_app
+from patron.auth import service as auth_service
 from patron.core import migrate
 from patron.core.clock import FixedClock
 from patron.core.db import Database, normalise_url
@@ -29,6 +31,9 @@ from patron.core.settings import Settings
 from tests import factories
 
 TEST_NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+# Real argon2id, with cheap parameters: the suite hashes hundreds of passwords.
+auth_service.use_password_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @pytest.fixture(scope="session")

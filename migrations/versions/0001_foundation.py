@@ -1,16 +1,16 @@
 """foundation: stores, members, consents, staff, api keys, audit, catalogue, sales, outbox
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23 19:06:00.515111
 """
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import patron.core.models
-from sqlalchemy.dialects import postgresql
 
 revision: str = '0001'
 down_revision: str | None = None

@@ -77,7 +77,8 @@ def db_current(database_url: DbUrl = None) -> None:
 def user_create(
     username: Annotated[str, typer.Option(help="Login name")],
     role: Annotated[Role, typer.Option(help="owner, manager or cashier")],
-    store: Annotated[list[str] | None, typer.Option(help="Store code (repeat for managers)")] = None,
+    store: Annotated[list[str] | None,
+                     typer.Option(help="Store code (repeat for managers)")] = None,
     display_name: Annotated[str | None, typer.Option(help="Name shown in the admin")] = None,
     password: Annotated[str | None, typer.Option(help="Prompted for if omitted")] = None,
     language: Annotated[str | None, typer.Option(help="en or zh_CN")] = None,

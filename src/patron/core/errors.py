@@ -56,5 +56,6 @@ class PermissionDenied(PatronError):
 
 
 class RuleViolation(PatronError):
-    def __init__(self, message: str, field: str | None = None, *, code: str = "rule_violation") -> None:
+    def __init__(self, message: str, field: str | None = None, *,
+                 code: str = "rule_violation") -> None:
         super().__init__(message, field, code, 422)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, MetaData, TypeDecorator, Uuid
 from sqlalchemy.dialects import postgresql, sqlite
@@ -47,7 +47,9 @@ JSONType = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime(), uuid.UUID: Uuid(), int: BigInt}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(), uuid.UUID: Uuid(), int: BigInt,
+    }
 
 
 def uuid_pk() -> Mapped[uuid.UUID]:

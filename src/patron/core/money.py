@@ -26,7 +26,7 @@ def divide_round_half_up(numerator: int, denominator: int) -> int:
     q, r = divmod(n, d)
     if 2 * r >= d:
         q += 1
-    return sign * q
+    return int(sign * q)
 
 
 def format_minor(amount_minor: int, currency: str) -> str:
@@ -50,5 +50,6 @@ def parse_major(text: str, currency: str) -> int:
         raise ValueError(f"not an amount: {text!r}")
     if frac and (not frac.isdigit() or len(frac) > digits):
         raise ValueError(f"at most {digits} decimal places: {text!r}")
-    value = int(whole or "0") * 10**digits + int((frac or "0").ljust(digits, "0")[:digits] or "0")
+    scale = int(10**digits)
+    value = int(whole or "0") * scale + int((frac or "0").ljust(digits, "0")[:digits] or "0")
     return -value if negative else value

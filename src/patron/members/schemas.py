@@ -114,7 +114,8 @@ class MemberRead(BaseModel):
     id: uuid.UUID
     card_no: str
     name: str
-    phone: str | None = Field(description="E.164, or masked (138****5678) for cashiers and POS keys")
+    phone: str | None = Field(
+        description="E.164, or masked (138****5678) for cashiers and POS keys")
     phone_masked: bool
     email: str | None
     gender: Gender | None

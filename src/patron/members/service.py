@@ -6,6 +6,7 @@ command or job that calls them owns the transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from patron.core.events import emit
 from patron.core.ids import new_id
 from patron.core.models import Base
 from patron.members import rules
-from patron.members.enums import Channel, MemberStatus
+from patron.members.enums import Calendar, Channel, Gender, MemberStatus
 from patron.members.models import Anniversary, ConsentEvent, Member, MemberMerge, MemberTag, Store
 from patron.members.schemas import (
     AnniversaryRead,
@@ -107,8 +108,8 @@ def to_read(member: Member, viewer: Principal) -> MemberRead:
     return MemberRead(
         id=member.id, card_no=member.card_no, name=member.name,
         phone=member.phone if full else rules.mask_phone(member.phone), phone_masked=not full,
-        email=member.email, gender=member.gender,  # type: ignore[arg-type]
-        birthday_calendar=member.birthday_calendar,  # type: ignore[arg-type]
+        email=member.email, gender=Gender(member.gender) if member.gender else None,
+        birthday_calendar=Calendar(member.birthday_calendar) if member.birthday_calendar else None,
         birth_year=member.birth_year, birth_month=member.birth_month, birth_day=member.birth_day,
         birth_leap_month=member.birth_leap_month,
         anniversaries=[AnniversaryRead.model_validate(a) for a in member.anniversaries],
@@ -154,7 +155,9 @@ class MemberQuery:
     page_size: int = 25
 
 
-def search_members(session: Session, *, query: MemberQuery, region: str) -> tuple[list[Member], int]:
+def search_members(
+    session: Session, *, query: MemberQuery, region: str
+) -> tuple[list[Member], int]:
     """Find members the way a cashier types: full phone, last 4 digits, card number or name.
 
     Each form uses an index: phone (unique), phone_last4, card_no (unique), and a name
@@ -174,10 +177,8 @@ def search_members(session: Session, *, query: MemberQuery, region: str) -> tupl
             conds = []
             if rules.is_valid_card_no(digits):
                 conds.append(Member.card_no == digits)
-            try:
+            with contextlib.suppress(ValidationFailed):
                 conds.append(Member.phone == rules.normalise_phone(digits, region))
-            except ValidationFailed:
-                pass
             if not conds:
                 return [], 0
             stmt = stmt.where(or_(*conds))
@@ -264,15 +265,19 @@ def enroll_member(session: Session, *, clock: Clock, actor: Principal | None, re
                        for a in data.anniversaries],
     )
     session.add(member)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        if "phone" not in str(exc.orig):
+            raise
+        # a concurrent enrolment won the race for this phone
+        raise Conflict("A member with this phone number already exists", "phone",
+                       code="duplicate_phone") from exc
     for channel, granted in ((Channel.SMS, data.sms_consent), (Channel.EMAIL, data.email_consent)):
         if granted:
             _record_consent(session, clock=clock, member=member, channel=channel, granted=True,
                             source=source, actor=actor, store_id=enrolled_store_id)
-    try:
-        session.flush()
-    except IntegrityError as exc:  # a concurrent enrolment won the race for this phone
-        raise Conflict("A member with this phone number already exists", "phone",
-                       code="duplicate_phone") from exc
+    session.flush()
     emit(session, clock=clock, type="member.joined", subject_id=member.id,
          store_id=enrolled_store_id, payload={"member_id": str(member.id),
                                               "store_id": str(enrolled_store_id)})
@@ -310,14 +315,13 @@ def update_member(session: Session, *, clock: Clock, actor: Principal, region: s
     birthday_keys = {"birthday_calendar", "birth_year", "birth_month", "birth_day",
                      "birth_leap_month"}
     if birthday_keys & changes.keys():
-        merged = {
-            "calendar_name": changes.get("birthday_calendar", member.birthday_calendar),
-            "year": changes.get("birth_year", member.birth_year),
-            "month": changes.get("birth_month", member.birth_month),
-            "day": changes.get("birth_day", member.birth_day),
-            "leap_month": bool(changes.get("birth_leap_month", member.birth_leap_month)),
-        }
-        birthday = rules.validate_birthday(**merged)
+        birthday = rules.validate_birthday(
+            changes.get("birthday_calendar", member.birthday_calendar),
+            changes.get("birth_year", member.birth_year),
+            changes.get("birth_month", member.birth_month),
+            changes.get("birth_day", member.birth_day),
+            bool(changes.get("birth_leap_month", member.birth_leap_month)),
+        )
         member.birthday_calendar = birthday.calendar.value if birthday else None
         member.birth_year = birthday.year if birthday else None
         member.birth_month = birthday.month if birthday else None

@@ -29,7 +29,8 @@ router = APIRouter(prefix="/members", tags=["members"])
 @router.get("", operation_id="list_members")
 def list_members(
     ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
-    q: Annotated[str | None, Query(max_length=100, description="Phone, last 4 digits, card number or name prefix")] = None,
+    q: Annotated[str | None, Query(
+        max_length=100, description="Phone, last 4 digits, card number or name prefix")] = None,
     home_store_id: uuid.UUID | None = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
     member_status: Annotated[MemberStatus, Query(alias="status")] = MemberStatus.ACTIVE,
