@@ -65,17 +65,24 @@ def bearer_token(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def resolve_principal(request: Request, ctx: AppContext, session: Session) -> Principal | None:
-    """The caller, from an API key or a session cookie; None if neither is valid."""
+def resolve_principal(request: Request, ctx: AppContext) -> Principal | None:
+    """The caller, from an API key or a session cookie; None if neither is valid.
+
+    Looked up in a short read transaction of its own, so that it never holds a lock while
+    the request's work runs (value-moving calls open their own transactions).
+    """
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
     token = bearer_token(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
     principal = None
-    if token:
-        principal = auth.principal_for_api_key(session, clock=ctx.clock, token=token)
-    elif cookie := request.cookies.get(SESSION_COOKIE):
-        principal = auth.principal_for_session(session, clock=ctx.clock, token=cookie)
+    if token or cookie:
+        with ctx.db.read() as session:
+            if token:
+                principal = auth.principal_for_api_key(session, clock=ctx.clock, token=token)
+            elif cookie:
+                principal = auth.principal_for_session(session, clock=ctx.clock, token=cookie)
     request.state.principal = principal
     return principal
 
@@ -93,8 +100,8 @@ async def csrf_from_request(request: Request) -> str | None:
     return request.headers.get(CSRF_HEADER) or await _form_csrf(request)
 
 
-def require_principal(request: Request, ctx: Ctx, session: DbSession) -> Principal:
-    principal = resolve_principal(request, ctx, session)
+def require_principal(request: Request, ctx: Ctx) -> Principal:
+    principal = resolve_principal(request, ctx)
     if principal is None:
         raise HTTPException(401, "Sign in or send an API key (Authorization: Bearer pk_...)",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -121,3 +128,11 @@ def current_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def raw_body(request: Request) -> bytes:
+    """The request body as sent (Starlette caches it, so the JSON body parser still works)."""
+    return await request.body()
+
+
+RawBody = Annotated[bytes, Depends(raw_body)]

@@ -11,6 +11,7 @@ from rich.console import Console
 from patron.auth import service as auth
 from patron.auth.enums import Role
 from patron.cli import demo as demo_cli
+from patron.cli import doctor as doctor_cli
 from patron.cli import members as members_cli
 from patron.cli.common import open_db, settings_from
 from patron.core import migrate
@@ -26,6 +27,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(members_cli.app, name="members")
 app.command("demo")(demo_cli.demo)
+app.command("doctor")(doctor_cli.doctor)
 console = Console()
 
 DbUrl = Annotated[str | None, typer.Option("--database-url", envvar="PATRON_DATABASE_URL",

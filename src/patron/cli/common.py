@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from patron.core import registry  # noqa: F401 - every table known before the first query
 from patron.core.db import Database
 from patron.core.settings import Settings
 

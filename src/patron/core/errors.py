@@ -59,3 +59,9 @@ class RuleViolation(PatronError):
     def __init__(self, message: str, field: str | None = None, *,
                  code: str = "rule_violation") -> None:
         super().__init__(message, field, code, 422)
+
+
+class InsufficientBalance(PatronError):
+    def __init__(self, message: str, field: str | None = None, *,
+                 code: str = "insufficient_balance") -> None:
+        super().__init__(message, field, code, 422)

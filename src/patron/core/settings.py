@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     default_language: Language = "en"
     default_timezone: str = "Asia/Shanghai"
 
+    wallet_spend_order: Literal["principal_first", "bonus_first", "proportional"] = (
+        "principal_first")
+
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
     cookie_secure: bool = False
     max_upload_bytes: int = 50 * 1024 * 1024

@@ -389,7 +389,7 @@ def delete_member(session: Session, *, clock: Clock, actor: Principal,
 
 # ---------------------------------------------------------------- merge
 
-MergeHook = Callable[[Session, uuid.UUID, uuid.UUID], int]
+MergeHook = Callable[[Session, Clock, uuid.UUID, uuid.UUID], int]
 #: Tables whose rows cannot simply be re-pointed at the survivor (e.g. one account per
 #: member) register a hook here, keyed by table name; it folds the duplicate's rows into the
 #: survivor's and returns how many it moved. Every other table with a foreign key to
@@ -398,7 +398,8 @@ MERGE_HOOKS: dict[str, MergeHook] = {}
 _NOT_MOVED = {"members", "member_merges"}
 
 
-def _merge_tags(session: Session, survivor_id: uuid.UUID, duplicate_id: uuid.UUID) -> int:
+def _merge_tags(session: Session, _clock: Clock, survivor_id: uuid.UUID,
+                duplicate_id: uuid.UUID) -> int:
     have = set(session.scalars(select(MemberTag.tag).where(MemberTag.member_id == survivor_id)))
     theirs = set(session.scalars(select(MemberTag.tag).where(MemberTag.member_id == duplicate_id)))
     session.execute(delete(MemberTag).where(MemberTag.member_id == duplicate_id))
@@ -434,7 +435,8 @@ def merge_members(session: Session, *, clock: Clock, actor: Principal,
         if table.name in _NOT_MOVED:
             continue
         if table.name in MERGE_HOOKS:
-            moved[table.name] = MERGE_HOOKS[table.name](session, survivor_id, duplicate_id)
+            moved[table.name] = MERGE_HOOKS[table.name](session, clock, survivor_id,
+                                                         duplicate_id)
             continue
         for fk in table.foreign_keys:
             if fk.column.table.name == "members" and fk.column.name == "id":

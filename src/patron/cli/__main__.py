@@ -1,0 +1,5 @@
+"""``python -m patron.cli``."""
+
+from patron.cli import app
+
+app()

@@ -1,0 +1,44 @@
+"""``patron doctor``: prove the books. Exits non-zero and lists what is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from patron.cli.common import open_db
+from patron.sales import service as sales
+from patron.wallet import service as wallet
+
+CHECKS: list[tuple[str, Callable[[Session], list[str]]]] = [
+    ("wallet balances equal the sum of their ledger; none negative", wallet.verify),
+    ("every sale's lines add up to its subtotal", sales.verify),
+]
+
+
+def doctor(
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", envvar="PATRON_DATABASE_URL", help="SQLAlchemy URL")] = None,
+) -> None:
+    """Check every account: balance == sum of its ledger, no negative balances, totals add up."""
+    console = Console()
+    db = open_db(database_url)
+    table = Table("check", "result")
+    problems: list[str] = []
+    try:
+        with db.read() as session:
+            for name, check in CHECKS:
+                found = check(session)
+                problems += found
+                table.add_row(name, "[green]ok[/]" if not found else f"[red]{len(found)} wrong[/]")
+    finally:
+        db.dispose()
+    console.print(table)
+    for p in problems:
+        console.print(f"[red]✗[/] {p}")
+    if problems:
+        raise typer.Exit(1)
