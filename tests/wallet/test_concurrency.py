@@ -79,7 +79,11 @@ class Outcome:
 
 
 def _spend(client: httpx.Client, url: str, key: str) -> tuple[int, bytes]:
-    r = client.post(url, json={"amount_minor": SPEND}, headers={"Idempotency-Key": key})
+    """One spend; a dropped connection counts as a server failure (599)."""
+    try:
+        r = client.post(url, json={"amount_minor": SPEND}, headers={"Idempotency-Key": key})
+    except httpx.TransportError as exc:
+        return 599, repr(exc).encode()
     return r.status_code, r.content
 
 
