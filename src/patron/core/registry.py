@@ -7,10 +7,12 @@ from patron.auth import models as auth_models
 from patron.catalog import models as catalog_models
 from patron.core import events, idempotency
 from patron.core.models import Base
+from patron.loyalty import models as loyalty_models
 from patron.members import models as members_models
 from patron.sales import models as sales_models
 from patron.wallet import models as wallet_models
 from patron.wallet import service as wallet_service
 
-__all__ = ["Base", "auth_models", "catalog_models", "events", "idempotency", "members_models",
+__all__ = ["Base", "auth_models", "catalog_models", "events", "idempotency", "loyalty_models",
+           "members_models",
            "sales_models", "wallet_models", "wallet_service"]

@@ -29,9 +29,20 @@ class Sale(Base):
     subtotal_minor: Mapped[int] = mapped_column(BigInt)
     discount_minor: Mapped[int] = mapped_column(BigInt, default=0)
     total_minor: Mapped[int] = mapped_column(BigInt)
+    refunded_minor: Mapped[int] = mapped_column(BigInt, default=0)
+    points_earned: Mapped[int] = mapped_column(BigInt, default=0)
+    points_redeemed: Mapped[int] = mapped_column(BigInt, default=0)
+    tier_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tiers.id"))
+    status: Mapped[str] = mapped_column(String(20), default="completed")
 
     lines: Mapped[list[SaleLine]] = relationship(
         cascade="all, delete-orphan", order_by="SaleLine.line_no", lazy="selectin"
+    )
+    payments: Mapped[list[SalePayment]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
+    discounts: Mapped[list[SaleDiscount]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
     )
 
     __table_args__ = (
@@ -40,6 +51,8 @@ class Sale(Base):
         Index("ix_sales_store_occurred", "store_id", "occurred_at"),
         CheckConstraint("subtotal_minor >= 0 AND discount_minor >= 0", name="non_negative"),
         CheckConstraint("total_minor = subtotal_minor - discount_minor", name="total_adds_up"),
+        CheckConstraint("refunded_minor >= 0 AND refunded_minor <= total_minor",
+                        name="refund_within_total"),
     )
 
 
@@ -54,11 +67,82 @@ class SaleLine(Base):
     unit_price_minor: Mapped[int] = mapped_column(BigInt)
     discount_minor: Mapped[int] = mapped_column(BigInt, default=0)
     total_minor: Mapped[int] = mapped_column(BigInt)
+    refunded_quantity: Mapped[int] = mapped_column(default=0)
 
     __table_args__ = (
         UniqueConstraint("sale_id", "line_no"),
+        CheckConstraint("refunded_quantity >= 0 AND refunded_quantity <= quantity",
+                        name="refund_within_quantity"),
         CheckConstraint("quantity > 0", name="quantity"),
         CheckConstraint("unit_price_minor >= 0 AND discount_minor >= 0", name="non_negative"),
         CheckConstraint("total_minor = quantity * unit_price_minor - discount_minor",
                         name="total_adds_up"),
     )
+
+
+class SalePayment(Base):
+    """How the customer paid: cash, card, wallet or points (their value in minor units)."""
+
+    __tablename__ = "sale_payments"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    sale_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sales.id"), index=True)
+    method: Mapped[str] = mapped_column(String(16))
+    amount_minor: Mapped[int] = mapped_column(BigInt)
+    refunded_minor: Mapped[int] = mapped_column(BigInt, default=0)
+    reference: Mapped[str | None] = mapped_column(String(64))  # wallet entry id, card ref
+
+    __table_args__ = (
+        CheckConstraint("method IN ('cash','card','wallet','points','gift_card','other')",
+                        name="method"),
+        CheckConstraint("amount_minor > 0 AND refunded_minor >= 0 "
+                        "AND refunded_minor <= amount_minor", name="amounts"),
+    )
+
+
+class SaleDiscount(Base):
+    """One reduction of a sale's price and why: a tier discount, a coupon, a promotion."""
+
+    __tablename__ = "sale_discounts"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    sale_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sales.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    reference: Mapped[str | None] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(200))
+    amount_minor: Mapped[int] = mapped_column(BigInt)
+
+    __table_args__ = (CheckConstraint("amount_minor > 0", name="amount"),)
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    sale_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sales.id"), index=True)
+    store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stores.id"))
+    amount_minor: Mapped[int] = mapped_column(BigInt)
+    points_clawed_back: Mapped[int] = mapped_column(BigInt, default=0)
+    points_debt: Mapped[int] = mapped_column(BigInt, default=0)
+    points_returned: Mapped[int] = mapped_column(BigInt, default=0)
+    wallet_returned_minor: Mapped[int] = mapped_column(BigInt, default=0)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    actor_label: Mapped[str] = mapped_column(String(200))
+    occurred_at: Mapped[datetime]
+
+    lines: Mapped[list[RefundLine]] = relationship(cascade="all, delete-orphan",
+                                                   lazy="selectin")
+
+    __table_args__ = (CheckConstraint("amount_minor >= 0", name="amount"),)
+
+
+class RefundLine(Base):
+    __tablename__ = "refund_lines"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    refund_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("refunds.id"), index=True)
+    sale_line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sale_lines.id"))
+    quantity: Mapped[int]
+    amount_minor: Mapped[int] = mapped_column(BigInt)
+
+    __table_args__ = (CheckConstraint("quantity > 0 AND amount_minor >= 0", name="amounts"),)

@@ -1,0 +1,1 @@
+"""Points (lots, pending period, expiry, debt) and tiers."""
