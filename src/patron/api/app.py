@@ -10,9 +10,11 @@ from patron.api.deps import AppContext
 from patron.api.routers import (
     api_keys,
     audit,
+    catalog,
     me,
     member_io,
     members,
+    offers,
     session,
     stores,
     users,
@@ -39,7 +41,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     app.state.ctx = AppContext(settings=settings, db=db, clock=clock or SystemClock())
     problems.install(app)
     v1 = APIRouter(prefix="/api/v1")
-    for module in (session, me, stores, member_io, members, wallet, users, api_keys, audit):
+    for module in (session, me, stores, member_io, members, wallet, catalog, offers, users,
+                   api_keys, audit):
         v1.include_router(module.router)
     app.include_router(v1)
 
