@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.auth import service as auth
 from patron.auth.enums import Role
 from patron.auth.models import User
+from patron.catalog.models import Category, Product
 from patron.core.clock import Clock
 from patron.core.db import Database
 from patron.members import service as members
@@ -87,3 +89,19 @@ def login(client: TestClient, username: str, password: str = PASSWORD) -> str:
 
 def key_headers(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def make_product(session: Session, *, price_minor: int = 1000, category_code: str = "GEN",
+                 sku: str | None = None, replenish_days: int | None = None) -> Product:
+    """A product (and its category, made on first use)."""
+    category = session.scalar(select(Category).where(Category.code == category_code))
+    if category is None:
+        category = Category(code=category_code, name=category_code.title(),
+                            replenish_days=replenish_days)
+        session.add(category)
+        session.flush()
+    product = Product(sku=sku or f"SKU-{uuid.uuid4().hex[:8]}", name=f"Product {price_minor}",
+                      category_id=category.id, price_minor=price_minor, active=True)
+    session.add(product)
+    session.flush()
+    return product

@@ -5,21 +5,23 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from patron.api import problems
-from patron.core import registry  # noqa: F401 - every table known before the first query
 from patron.api.deps import AppContext
 from patron.api.routers import (
     api_keys,
     audit,
     catalog,
+    loyalty,
     me,
     member_io,
     members,
     offers,
+    sales,
     session,
     stores,
     users,
     wallet,
 )
+from patron.core import registry  # noqa: F401 - every table known before the first query
 from patron.core.clock import Clock, SystemClock
 from patron.core.db import Database
 from patron.core.settings import Settings
@@ -41,8 +43,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     app.state.ctx = AppContext(settings=settings, db=db, clock=clock or SystemClock())
     problems.install(app)
     v1 = APIRouter(prefix="/api/v1")
-    for module in (session, me, stores, member_io, members, wallet, catalog, offers, users,
-                   api_keys, audit):
+    for module in (session, me, stores, member_io, members, wallet, loyalty, sales, catalog,
+                   offers, users, api_keys, audit):
         v1.include_router(module.router)
     app.include_router(v1)
 

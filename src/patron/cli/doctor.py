@@ -11,12 +11,14 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from patron.cli.common import open_db
+from patron.loyalty import service as loyalty
 from patron.sales import service as sales
 from patron.wallet import service as wallet
 
 CHECKS: list[tuple[str, Callable[[Session], list[str]]]] = [
     ("wallet balances equal the sum of their ledger; none negative", wallet.verify),
-    ("every sale's lines add up to its subtotal", sales.verify),
+    ("points balances equal their ledger and their lots; none negative", loyalty.verify),
+    ("every sale's lines, payments and refunds add up", sales.verify),
 ]
 
 

@@ -53,3 +53,29 @@ def parse_major(text: str, currency: str) -> int:
     scale = int(10**digits)
     value = int(whole or "0") * scale + int((frac or "0").ljust(digits, "0")[:digits] or "0")
     return -value if negative else value
+
+
+def allocate(total_minor: int, weights: list[int]) -> list[int]:
+    """Split ``total_minor`` in proportion to ``weights`` so the parts sum exactly to it.
+
+    Largest-remainder method: every part is floor(total x w / sum(w)), and the units left
+    over go to the largest remainders (ties to the earlier part), so the split is
+    deterministic. Used for discounts across sale lines and refunds across payments.
+    """
+    if total_minor < 0 or any(w < 0 for w in weights):
+        raise ValueError("allocate takes a non-negative total and weights")
+    weight_sum = sum(weights)
+    if weight_sum == 0:
+        if total_minor:
+            raise ValueError("cannot allocate an amount over zero weights")
+        return [0] * len(weights)
+    parts = [total_minor * w // weight_sum for w in weights]
+    remainders = [(total_minor * w % weight_sum, -i) for i, w in enumerate(weights)]
+    for _, neg_i in sorted(remainders, reverse=True)[: total_minor - sum(parts)]:
+        parts[-neg_i] += 1
+    return parts
+
+
+def proportion(amount_minor: int, numerator: int, denominator: int) -> int:
+    """``amount x numerator / denominator`` with the house rounding rule."""
+    return divide_round_half_up(amount_minor * numerator, denominator)

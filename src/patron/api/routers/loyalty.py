@@ -1,0 +1,91 @@
+"""Points balances and history, adjustments, the programme's rules, tiers and multipliers."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request, Response, status
+from sqlalchemy.orm import Session
+
+from patron.api.deps import Ctx, CurrentPrincipal, DbSession, RawBody
+from patron.api.idempotent import run_once
+from patron.api.routers.wallet import IDEMPOTENCY
+from patron.loyalty import service as loyalty
+from patron.loyalty.schemas import (
+    MultiplierCreate,
+    PointsAdjust,
+    PointsEntryRead,
+    PointsRead,
+    ProgramRead,
+    ProgramUpdate,
+    TierCreate,
+    TierRead,
+)
+from patron.members import service as members
+
+router = APIRouter(tags=["loyalty"])
+
+
+def _points(session: Session, ctx: Ctx, member_id: uuid.UUID, limit: int = 50) -> PointsRead:
+    bal = loyalty.balance(session, clock=ctx.clock, member_id=member_id)
+    rows = loyalty.entries(session, member_id=member_id, limit=limit)
+    return PointsRead(member_id=member_id, available=bal.available, pending=bal.pending,
+                      debt=bal.debt, lifetime_earned=bal.lifetime_earned,
+                      entries=[PointsEntryRead.model_validate(e) for e in rows])
+
+
+@router.get("/members/{member_id}/points", operation_id="get_points")
+def get_points(ctx: Ctx, session: DbSession, _principal: CurrentPrincipal,
+               member_id: uuid.UUID, limit: int = 50) -> PointsRead:
+    members.get_member(session, member_id=member_id)
+    return _points(session, ctx, member_id, max(1, min(limit, 500)))
+
+
+@router.post("/members/{member_id}/points/adjustments", status_code=201,
+             operation_id="adjust_points", response_model=PointsRead, openapi_extra=IDEMPOTENCY)
+def adjust_points(request: Request, ctx: Ctx, principal: CurrentPrincipal,
+                  member_id: uuid.UUID, body: PointsAdjust, raw: RawBody) -> Response:
+    """A manager's correction with a reason (audited)."""
+    def work(session: Session) -> PointsRead:
+        loyalty.adjust(session, clock=ctx.clock, actor=principal, member_id=member_id,
+                       points=body.points, reason=body.reason,
+                       tz=ctx.settings.default_timezone)
+        return _points(session, ctx, member_id, 10)
+
+    return run_once(request, ctx, principal, raw, work)
+
+
+@router.get("/loyalty/program", operation_id="get_loyalty_program")
+def get_program(ctx: Ctx, session: DbSession, _principal: CurrentPrincipal) -> ProgramRead:
+    return ProgramRead.model_validate(loyalty.get_program(session, clock=ctx.clock))
+
+
+@router.patch("/loyalty/program", operation_id="update_loyalty_program")
+def update_program(ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
+                   body: ProgramUpdate) -> ProgramRead:
+    program = loyalty.update_program(session, clock=ctx.clock, actor=principal,
+                                     changes=body.model_dump(exclude_none=True))
+    session.commit()
+    return ProgramRead.model_validate(program)
+
+
+@router.get("/tiers", operation_id="list_tiers")
+def list_tiers(session: DbSession, _principal: CurrentPrincipal) -> list[TierRead]:
+    return [TierRead.model_validate(t) for t in loyalty.list_tiers(session)]
+
+
+@router.post("/tiers", status_code=status.HTTP_201_CREATED, operation_id="create_tier")
+def create_tier(ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
+                body: TierCreate) -> TierRead:
+    tier = loyalty.create_tier(session, clock=ctx.clock, actor=principal, **body.model_dump())
+    session.commit()
+    return TierRead.model_validate(tier)
+
+
+@router.post("/loyalty/multipliers", status_code=status.HTTP_201_CREATED,
+             operation_id="create_points_multiplier")
+def create_multiplier(ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
+                      body: MultiplierCreate) -> dict[str, str]:
+    m = loyalty.add_multiplier(session, clock=ctx.clock, actor=principal, **body.model_dump())
+    session.commit()
+    return {"id": str(m.id)}

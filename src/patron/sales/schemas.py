@@ -1,0 +1,126 @@
+"""API shapes of checkout and refunds."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, Field, model_validator
+
+MAX_MINOR = 10_000_000_000
+
+
+class LineIn(BaseModel):
+    product_id: uuid.UUID | None = None
+    sku: str | None = Field(default=None, max_length=64)
+    quantity: int = Field(gt=0, le=9_999)
+    unit_price_minor: int | None = Field(default=None, ge=0, le=MAX_MINOR,
+                                         description="Defaults to the catalogue price")
+
+    @model_validator(mode="after")
+    def _one_product_ref(self) -> LineIn:
+        if (self.product_id is None) == (self.sku is None):
+            raise ValueError("give exactly one of product_id or sku")
+        return self
+
+
+class PaymentsIn(BaseModel):
+    cash_minor: int = Field(default=0, ge=0, le=MAX_MINOR)
+    card_minor: int = Field(default=0, ge=0, le=MAX_MINOR)
+    wallet_minor: int = Field(default=0, ge=0, le=MAX_MINOR)
+
+
+class SaleCreate(BaseModel):
+    store_id: uuid.UUID | None = Field(default=None, description="Defaults to the key's store")
+    member_id: uuid.UUID | None = None
+    card_no: str | None = Field(default=None, max_length=20)
+    phone: str | None = Field(default=None, max_length=40)
+    lines: list[LineIn] = Field(min_length=1, max_length=500)
+    points_to_redeem: int = Field(default=0, ge=0, le=1_000_000_000)
+    payments: PaymentsIn = Field(default_factory=PaymentsIn)
+    occurred_at: datetime | None = Field(
+        default=None, description="When the customer paid; an offline till sends it late")
+    receipt_no: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class ReceiptLine(BaseModel):
+    id: uuid.UUID
+    line_no: int
+    product_id: uuid.UUID
+    sku: str
+    name: str
+    quantity: int
+    unit_price_minor: int
+    discount_minor: int
+    total_minor: int
+    refunded_quantity: int
+
+
+class ReceiptDiscount(BaseModel):
+    kind: str
+    label: str
+    amount_minor: int
+
+
+class ReceiptPayment(BaseModel):
+    method: str
+    amount_minor: int
+    refunded_minor: int
+
+
+class TierInfo(BaseModel):
+    code: str
+    name: str
+
+
+class NextTier(TierInfo):
+    threshold: int
+    remaining: int
+
+
+class Receipt(BaseModel):
+    sale_id: uuid.UUID
+    receipt_no: str
+    store_id: uuid.UUID
+    member_id: uuid.UUID | None
+    occurred_at: datetime
+    currency: str
+    lines: list[ReceiptLine]
+    subtotal_minor: int
+    discounts: list[ReceiptDiscount]
+    discount_minor: int
+    total_minor: int
+    refunded_minor: int
+    payments: list[ReceiptPayment]
+    points_earned: int
+    points_redeemed: int
+    points_available: int | None
+    points_pending: int | None
+    points_debt: int | None
+    wallet_balance_minor: int | None
+    tier: TierInfo | None
+    next_tier: NextTier | None
+    status: str
+
+
+class RefundLineIn(BaseModel):
+    line_id: uuid.UUID
+    quantity: int = Field(gt=0, le=9_999)
+
+
+class RefundCreate(BaseModel):
+    lines: list[RefundLineIn] | None = Field(
+        default=None, max_length=500, description="Omit to refund everything not yet refunded")
+    reason: str = Field(default="", max_length=500)
+
+
+class RefundRead(BaseModel):
+    refund_id: uuid.UUID
+    sale_id: uuid.UUID
+    amount_minor: int
+    returned: list[ReceiptPayment]
+    points_clawed_back: int
+    points_debt: int
+    points_returned: int
+    wallet_returned_minor: int
+    sale: Receipt
