@@ -70,6 +70,8 @@ class Database:
         writer = engine.execution_options(sqlite_begin="IMMEDIATE") if is_sqlite(engine) else engine
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._write = sessionmaker(writer, expire_on_commit=False)
+        # True while writes take the lock at BEGIN; a test may take the lock away
+        self.serialised_writes = is_sqlite(engine)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Database:

@@ -17,6 +17,10 @@ still owned by this attempt (a fencing token). So:
 * a request that fails validation deletes its claim: nothing is stored, a corrected retry
   with the same key runs normally.
 
+On SQLite, where every write transaction takes the database lock at ``BEGIN IMMEDIATE``,
+no request can ever observe another's claim, so the claim, the work and the stored
+response commit in one transaction (one fsync instead of two).
+
 Keys are scoped to the caller (an API key or a user), and the row is kept after its stored
 response is pruned (``response`` set to NULL), so a key is unique forever.
 """
@@ -99,15 +103,8 @@ def _claim(db: Database, clock: Clock, scope: str, key: str, fp: str
                 raise Conflict("A request with this Idempotency-Key is in progress",
                                "Idempotency-Key", code="idempotency_in_progress") from None
             return owner
-        if row.fingerprint != fp:
-            raise ValidationFailed(
-                "This Idempotency-Key was used with a different request",
-                "Idempotency-Key", code="idempotency_key_reused")
-        if row.state == "done":
-            if row.response is None or row.status_code is None:
-                raise Conflict("This Idempotency-Key was used long ago; its response is gone",
-                               "Idempotency-Key", code="idempotency_key_expired")
-            return StoredResponse(row.status_code, row.response, replayed=True)
+        if row.fingerprint != fp or row.state == "done":
+            return _replay(row, fp)
         if row.lease_until > now:
             raise Conflict("A request with this Idempotency-Key is in progress",
                            "Idempotency-Key", code="idempotency_in_progress")
@@ -115,11 +112,47 @@ def _claim(db: Database, clock: Clock, scope: str, key: str, fp: str
         return owner
 
 
+def _run_serialised(
+    db: Database, *, clock: Clock, scope: str, key: str, fingerprint_: str,
+    work: Callable[[Session], tuple[int, bytes]],
+) -> StoredResponse:
+    """SQLite: every write transaction holds the database lock from its first statement
+    (``BEGIN IMMEDIATE``), so no other request can see the key half-done. Claim, work and
+    the stored response commit together -- one fsync instead of two."""
+    with db.write() as session:
+        row = session.get(IdempotencyKey, (scope, key))
+        if row is not None:
+            return _replay(row, fingerprint_)
+        status_code, body = work(session)
+        now = clock.now()
+        session.add(IdempotencyKey(scope=scope, key=key, fingerprint=fingerprint_, state="done",
+                                   owner="-", lease_until=now, status_code=status_code,
+                                   response=body, created_at=now, completed_at=now))
+    return StoredResponse(status_code, body, replayed=False)
+
+
+def _replay(row: IdempotencyKey, fp: str) -> StoredResponse:
+    if row.fingerprint != fp:
+        raise ValidationFailed(
+            "This Idempotency-Key was used with a different request",
+            "Idempotency-Key", code="idempotency_key_reused")
+    if row.state != "done":
+        raise Conflict("A request with this Idempotency-Key is in progress",
+                       "Idempotency-Key", code="idempotency_in_progress")
+    if row.response is None or row.status_code is None:
+        raise Conflict("This Idempotency-Key was used long ago; its response is gone",
+                       "Idempotency-Key", code="idempotency_key_expired")
+    return StoredResponse(row.status_code, row.response, replayed=True)
+
+
 def run(
     db: Database, *, clock: Clock, scope: str, key: str, fingerprint_: str,
     work: Callable[[Session], tuple[int, bytes]],
 ) -> StoredResponse:
     """Run ``work`` at most once for (scope, key); see the module docstring."""
+    if db.engine.dialect.name == "sqlite" and db.serialised_writes:
+        return _run_serialised(db, clock=clock, scope=scope, key=key, fingerprint_=fingerprint_,
+                               work=work)
     claim = _claim(db, clock, scope, key, fingerprint_)
     if isinstance(claim, StoredResponse):
         return claim

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, case, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from patron.auth import audit
@@ -51,9 +52,13 @@ def get_program(session: Session, *, clock: Clock) -> LoyaltyProgram:
     """The brand's rules (a default programme is created on first use)."""
     program = session.get(LoyaltyProgram, 1)
     if program is None:
-        program = LoyaltyProgram(id=1, updated_at=clock.now())
-        session.add(program)
-        session.flush()
+        try:  # concurrent first uses race to create the row: the loser reads the winner's
+            with session.begin_nested():
+                session.add(LoyaltyProgram(id=1, updated_at=clock.now()))
+        except IntegrityError:
+            pass
+        program = session.get(LoyaltyProgram, 1, populate_existing=True)
+        assert program is not None
     return program
 
 

@@ -63,11 +63,12 @@ class Member(Base):
     updated_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
 
+    # loaded when first read (a profile page), not on every lookup at the till
     tags: Mapped[list[MemberTag]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin", order_by="MemberTag.tag"
+        cascade="all, delete-orphan", lazy="select", order_by="MemberTag.tag"
     )
     anniversaries: Mapped[list[Anniversary]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin", order_by="Anniversary.on"
+        cascade="all, delete-orphan", lazy="select", order_by="Anniversary.on"
     )
 
     __table_args__ = (

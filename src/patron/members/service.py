@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from patron.auth import audit
 from patron.auth.enums import Role
@@ -191,7 +191,8 @@ def search_members(
                                          MemberTag.tag == query.tag))
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = session.scalars(
-        stmt.order_by(Member.joined_at.desc(), Member.id)
+        stmt.options(selectinload(Member.tags), selectinload(Member.anniversaries))
+        .order_by(Member.joined_at.desc(), Member.id)
         .offset((query.page - 1) * query.page_size).limit(query.page_size)
     )
     return list(rows), total

@@ -1,0 +1,224 @@
+"""Checkout throughput over HTTP beside pgbench, on SQLite and PostgreSQL.
+
+    .venv/bin/python bench/checkout.py [--seconds 20] [--clients 8] [--workers 2]
+
+For each database it starts ``uvicorn`` on a fresh database, seeds a store, a POS key,
+2,000 members (20 % with stored value) and 60 products, then drives ``--clients`` threads
+that each post checkouts for ``--seconds``: every basket earns points, 20 % pay partly from
+the wallet, each with its own Idempotency-Key. It prints sales/s and p50/p99 latency, and
+for PostgreSQL the pgbench TPC-B figure at the same number of clients as the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from patron.auth import service as auth  # noqa: E402
+from patron.auth.enums import Role  # noqa: E402
+from patron.catalog.models import Category, Product  # noqa: E402
+from patron.core import migrate, registry  # noqa: E402, F401
+from patron.core.clock import SystemClock  # noqa: E402
+from patron.core.db import Database  # noqa: E402
+from patron.members import service as members  # noqa: E402
+from patron.members.schemas import MemberCreate, StoreCreate  # noqa: E402
+from patron.wallet import service as wallet  # noqa: E402
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def seed(url: str, n_members: int = 2000) -> tuple[str, list[str], dict[str, int], set[str]]:
+    """Store, POS key, members and products; returns (key, member ids, prices by SKU, ids of
+    members with stored value)."""
+    db = Database.from_url(url)
+    migrate.upgrade(db.engine)
+    clock = SystemClock()
+    rng = random.Random(7)
+    with db.write() as s:
+        store = members.create_store(s, clock=clock, actor=None, data=StoreCreate(
+            code="B1", name="Bench", timezone="Asia/Shanghai"))
+        owner = auth.create_user(s, clock=clock, actor=None, username="bench-owner",
+                                 display_name="Owner", password="bench-bench", role=Role.OWNER)
+        _, key = auth.create_api_key(s, clock=clock, actor=auth.principal_for_user(owner),
+                                     store_id=store.id, name="bench till")
+        cat = Category(code="GROC", name="Grocery", replenish_days=14)
+        s.add(cat)
+        s.flush()
+        prices = {}
+        for i in range(60):
+            sku = f"P{i:03d}"
+            prices[sku] = rng.randint(200, 20_000)
+            s.add(Product(sku=sku, name=f"Product {i}", category_id=cat.id,
+                          price_minor=prices[sku], active=True))
+        ids, funded = [], set()
+        for i in range(n_members):
+            m = members.enroll_member(s, clock=clock, actor=None, region="CN", data=MemberCreate(
+                name=f"Bench {i}", phone=f"139{i:08d}", home_store_id=store.id))
+            ids.append(str(m.id))
+            if i % 5 == 0:
+                wallet.top_up(s, clock=clock, actor=None, member_id=m.id,
+                              amount_minor=10_000_000)
+                funded.add(str(m.id))
+    db.dispose()
+    return key, ids, prices, funded
+
+
+def serve(url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = os.environ | {"PATRON_DATABASE_URL": url, "PATRON_ENVIRONMENT": "production",
+                        "PATRON_SECRET_KEY": uuid.uuid4().hex}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "patron.api.app:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+         "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(base + "/api/v1/openapi.json", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def drive(base: str, key: str, ids: list[str], prices: dict[str, int], funded: set[str],
+          clients: int, seconds: float) -> tuple[int, list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+    headers = {"Authorization": f"Bearer {key}"}
+    skus = sorted(prices)
+
+    def client(n: int) -> None:
+        nonlocal errors
+        rng = random.Random(n)
+        local: list[float] = []
+        bad = 0
+        with httpx.Client(headers=headers, timeout=30) as c:
+            while time.monotonic() < stop:
+                member = rng.choice(ids)
+                lines = [{"sku": rng.choice(skus), "quantity": rng.randint(1, 3)}
+                         for _ in range(rng.randint(1, 4))]
+                total = sum(prices[str(ln["sku"])] * int(ln["quantity"]) for ln in lines)
+                payments = {"card_minor": total}
+                if member in funded:  # one member in five pays half from stored value
+                    payments = {"wallet_minor": total // 2, "card_minor": total - total // 2}
+                body = {"member_id": member, "lines": lines, "payments": payments}
+                t0 = time.perf_counter()
+                r = c.post(f"{base}/api/v1/sales", json=body,
+                           headers={"Idempotency-Key": uuid.uuid4().hex})
+                local.append(time.perf_counter() - t0)
+                if r.status_code != 201:
+                    bad += 1
+        with lock:
+            latencies.extend(local)
+            errors += bad
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(latencies), latencies, errors
+
+
+def pgbench(clients: int, seconds: int) -> float | None:
+    if shutil.which("pgbench") is None:
+        return None
+    admin = create_engine(PG_SERVER + "/test", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("DROP DATABASE IF EXISTS patron_pgbench"))
+        conn.execute(text("CREATE DATABASE patron_pgbench"))
+    try:
+        base = ["-h", "127.0.0.1", "-U", "postgres"]
+        subprocess.run(["pgbench", *base, "-i", "-q", "-s", "10", "patron_pgbench"],
+                       check=True, capture_output=True)
+        out = subprocess.run(["pgbench", *base, "-c", str(clients), "-j", "2", "-T",
+                              str(seconds), "patron_pgbench"], check=True,
+                             capture_output=True, text=True).stdout
+        match = re.search(r"tps = ([\d.]+)", out)
+        return float(match.group(1)) if match else None
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text("DROP DATABASE IF EXISTS patron_pgbench WITH (FORCE)"))
+        admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    args = parser.parse_args()
+    console = Console()
+    table = Table(title=f"checkout over HTTP, {args.clients} clients, {args.seconds:.0f} s")
+    for col in ("database", "server processes", "sales/s", "p50 ms", "p99 ms", "errors",
+                "pgbench TPC-B tps", "ratio"):
+        table.add_column(col, justify="right")
+    tmp = Path(tempfile.mkdtemp(prefix="patron-bench-"))
+    backends = [b for b in ("sqlite", "postgresql") if args.only in (None, b)]
+    for backend in backends:
+        if backend == "sqlite":
+            url, workers = f"sqlite:///{tmp}/bench.db", 1
+        else:
+            admin = create_engine(PG_SERVER + "/test", isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text("DROP DATABASE IF EXISTS patron_bench WITH (FORCE)"))
+                conn.execute(text("CREATE DATABASE patron_bench"))
+            url, workers = PG_SERVER + "/patron_bench", args.workers
+        console.print(f"[bold]{backend}[/]: seeding...")
+        key, ids, prices, funded = seed(url)
+        proc, base = serve(url, workers)
+        try:
+            console.print(f"[bold]{backend}[/]: driving {args.clients} clients...")
+            n, lat, errors = drive(base, key, ids, prices, funded, args.clients, args.seconds)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        rate = n / args.seconds
+        lat_ms = sorted(x * 1000 for x in lat)
+        p50 = statistics.median(lat_ms)
+        p99 = lat_ms[int(len(lat_ms) * 0.99) - 1]
+        ceiling = pgbench(args.clients, int(args.seconds)) if backend == "postgresql" else None
+        table.add_row(backend, str(workers), f"{rate:.0f}", f"{p50:.1f}", f"{p99:.1f}",
+                      str(errors), f"{ceiling:.0f}" if ceiling else "-",
+                      f"{rate / ceiling:.0%}" if ceiling else "-")
+        if backend == "postgresql":
+            admin = create_engine(PG_SERVER + "/test", isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text("DROP DATABASE IF EXISTS patron_bench WITH (FORCE)"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
