@@ -8,7 +8,7 @@ from collections.abc import Collection
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from patron.catalog.models import Category, Product
+from patron.catalog.models import Product
 
 
 def find_products(session: Session, *, ids: Collection[uuid.UUID] = (),
@@ -23,10 +23,3 @@ def find_products(session: Session, *, ids: Collection[uuid.UUID] = (),
         return []
     return list(session.scalars(select(Product).where(or_(*conds))))
 
-
-def replenish_days(session: Session, *, product: Product) -> int | None:
-    """A product's own replenishment cycle, else its category's."""
-    if product.replenish_days is not None:
-        return product.replenish_days
-    category = session.get(Category, product.category_id)
-    return category.replenish_days if category else None
