@@ -10,6 +10,7 @@ to upgrade to a write. On PostgreSQL value-moving code takes row locks
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -52,10 +53,36 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
+    # Writers of this process queue on a Python lock before they ask SQLite for its write
+    # lock: a waiting thread sleeps until it is its turn instead of polling through the
+    # busy handler, which under load starves some writers for seconds. Other processes
+    # still meet at SQLite's own lock (busy_timeout).
+    writers = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode == "IMMEDIATE":
+            if not writers.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+                raise TimeoutError("timed out waiting for the database write lock")
+            connection.info["holds_writer_lock"] = True
+        try:
+            connection.exec_driver_sql(f"BEGIN {mode}")
+        except BaseException:
+            _release(connection)
+            raise
+
+    def _release(connection: Any) -> None:
+        if connection.info.pop("holds_writer_lock", False):
+            writers.release()
+
+    event.listen(engine, "commit", _release)
+    event.listen(engine, "rollback", _release)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record.info.pop("holds_writer_lock", False):  # returned without commit/rollback
+            writers.release()
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -527,6 +527,7 @@ def evaluate_tier(session: Session, *, clock: Clock, member_id: uuid.UUID,
                                held_until=held, source="earned"))
     else:
         current.tier_id, current.since, current.held_until = new_tier.id, now, held
+        current.source = "earned"
     session.add(TierChange(member_id=member_id,
                            from_tier_id=current_tier.id if current_tier else None,
                            to_tier_id=new_tier.id, reason="qualified" if current_tier is None
