@@ -476,7 +476,7 @@ def merge_members(session: Session, *, clock: Clock, actor: Principal,
 
 
 
-def audit_export(session: Session, *, clock: Clock, actor: Principal, count: int,
+def audit_export(session: Session, *, clock: Clock, actor: Principal | None, count: int,
                  filters: dict[str, Any]) -> None:
     audit.record(session, clock=clock, actor=actor, action="member.exported",
                  entity_type="member", details={"count": count, "filters": filters})
