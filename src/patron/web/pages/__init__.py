@@ -1,0 +1,1 @@
+"""Page modules of the web admin, one ``router`` each (see ``patron.web.routes``)."""
