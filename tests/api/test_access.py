@@ -175,3 +175,16 @@ def test_openapi_is_published(client: TestClient) -> None:
     spec = client.get("/api/v1/openapi.json").json()
     assert "/api/v1/members" in spec["paths"]
     assert client.get("/docs").status_code == 200
+
+
+def test_anyone_may_change_their_own_language_but_not_their_role(
+    client: TestClient, world: World
+) -> None:
+    h = {"X-CSRF-Token": login(client, "cashier-a")}
+    r = client.patch(f"/api/v1/users/{world.cashier_a.id}", headers=h,
+                     json={"language": "zh_CN"})
+    assert r.status_code == 200
+    assert r.json()["language"] == "zh_CN"
+    r = client.patch(f"/api/v1/users/{world.cashier_a.id}", headers=h, json={"role": "owner"})
+    assert r.status_code == 403
+    assert client.get(f"/api/v1/users/{world.manager_a.id}").status_code == 403

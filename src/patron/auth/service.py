@@ -109,7 +109,13 @@ def create_user(
 
 
 def get_user_for(session: Session, *, actor: Principal, user_id: uuid.UUID) -> User:
-    """A user the actor may see: owners see all, managers the staff of their stores."""
+    """A user the actor may see: themselves, and for managers the staff of their stores
+    (owners see everyone)."""
+    if actor.user_id is not None and actor.user_id == user_id:
+        user = session.get(User, user_id)
+        if user is None:
+            raise NotFound("No such user", "user_id")
+        return user
     require_role(actor, Role.MANAGER, users_only=True)
     user = session.get(User, user_id)
     if user is None:
@@ -147,7 +153,9 @@ def update_user(
     user = get_user_for(session, actor=actor, user_id=user_id)
     new_role = role or Role(user.role)
     new_stores = list(dict.fromkeys(store_ids)) if store_ids is not None else user.store_ids
-    if user.id != actor.user_id or role is not None or store_ids is not None:
+    # anyone may change their own name, language and password; the rest is management
+    if user.id != actor.user_id or role is not None or store_ids is not None \
+            or active is not None:
         _may_manage(actor, Role(user.role), user.store_ids)
         _may_manage(actor, new_role, new_stores)
     if user.id == actor.user_id and (role not in (None, Role(user.role)) or active is False):
