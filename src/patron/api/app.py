@@ -9,6 +9,7 @@ from patron.api.deps import AppContext
 from patron.api.routers import (
     api_keys,
     audit,
+    cards,
     catalog,
     loyalty,
     me,
@@ -44,7 +45,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     problems.install(app)
     v1 = APIRouter(prefix="/api/v1")
     for module in (session, me, stores, member_io, members, wallet, loyalty, sales, catalog,
-                   offers, users, api_keys, audit):
+                   offers, cards, users, api_keys, audit):
         v1.include_router(module.router)
     app.include_router(v1)
 

@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 from patron.auth import models as auth_models
+from patron.cards import models as cards_models
+from patron.cards import service as cards_service
 from patron.catalog import models as catalog_models
 from patron.core import events, idempotency
 from patron.core.models import Base
 from patron.loyalty import models as loyalty_models
 from patron.loyalty import service as loyalty_service
 from patron.members import models as members_models
+from patron.offers import models as offers_models
+from patron.offers import service as offers_service
 from patron.sales import models as sales_models
 from patron.wallet import models as wallet_models
 from patron.wallet import service as wallet_service
@@ -17,12 +21,16 @@ from patron.wallet import service as wallet_service
 __all__ = [
     "Base",
     "auth_models",
+    "cards_models",
+    "cards_service",
     "catalog_models",
     "events",
     "idempotency",
     "loyalty_models",
     "loyalty_service",
     "members_models",
+    "offers_models",
+    "offers_service",
     "sales_models",
     "wallet_models",
     "wallet_service",
