@@ -232,3 +232,63 @@ def test_daily_job_releases_warns_and_expires_lots(
     types = session.scalars(select(OutboxEvent.type)).all()
     assert "points.expiring" in types and "points.expired" in types
     assert loyalty.verify(session) == []
+
+
+def test_checkout_stamps_the_card_and_a_refund_takes_the_stamps_back(
+    session: Session, clock: FixedClock, world: World, program: None
+) -> None:
+    from patron.cards import service as cards
+    from patron.cards.schemas import StampProgrammeCreate
+
+    coffee = make_product(session, sku="ESPRESSO", price_minor=2_000, category_code="COFFEE")
+    make_product(session, sku="CAKE", price_minor=3_000, category_code="BAKERY")
+    cards.create_programme(session, clock=clock, actor=auth.principal_for_user(world.manager_a),
+                           data=StampProgrammeCreate(
+                               name="10th coffee free", basis="item", stamps_needed=10,
+                               reward_kind="product", reward_product_id=coffee.id,
+                               category_ids=[coffee.category_id]))
+    m = make_member(session, clock, world.store_a)
+    sale = _sale(session, clock, world, m, [("ESPRESSO", 4), ("CAKE", 1)])
+    (view,) = cards.member_stamp_cards(session, clock=clock, member_id=m.id)
+    assert view.card.stamps == 4  # cakes don't count
+    espresso_line = next(ln for ln in sale.lines if ln.product_id == coffee.id)
+    sales.refund(session, clock=clock, actor=_pos(world), till=TILL, sale_id=sale.id,
+                 data=RefundCreate(lines=[RefundLineIn(line_id=espresso_line.id, quantity=1)]))
+    (view,) = cards.member_stamp_cards(session, clock=clock, member_id=m.id)
+    assert view.card.stamps == 3
+    _sale(session, clock, world, m, [("ESPRESSO", 7)])
+    (view,) = cards.member_stamp_cards(session, clock=clock, member_id=m.id)
+    assert (view.card.stamps, len(view.rewards)) == (0, 1)
+
+
+def test_coupon_at_checkout_is_redeemed_once_and_replaced_after_a_full_refund(
+    session: Session, clock: FixedClock, world: World, program: None
+) -> None:
+    from patron.offers import service as offers
+    from patron.offers.schemas import CouponTemplateCreate
+
+    make_product(session, sku="SHOES", price_minor=50_000)
+    m = make_member(session, clock, world.store_a)
+    template = offers.create_template(
+        session, clock=clock, actor=auth.principal_for_user(world.manager_a),
+        data=CouponTemplateCreate(name="20 off 200", kind="fixed", amount_minor=2_000,
+                                  min_spend_minor=20_000, validity="days", valid_days=30,
+                                  restore_on_refund=True))
+    (coupon,) = offers.issue_coupons(session, clock=clock, actor=None, template_id=template.id,
+                                     member_id=m.id)
+    sale = sales.checkout(session, clock=clock, actor=_pos(world), till=TILL, data=SaleCreate(
+        member_id=m.id, lines=[LineIn(sku="SHOES", quantity=1)], coupon_codes=[coupon.code],
+        payments=PaymentsIn(card_minor=48_000)))
+    assert sale.discount_minor == 2_000
+    assert [(d.kind, d.amount_minor) for d in sale.discounts] == [("coupon", 2_000)]
+    with pytest.raises(ValidationFailed) as err:  # used once, ever
+        sales.checkout(session, clock=clock, actor=_pos(world), till=TILL, data=SaleCreate(
+            member_id=m.id, lines=[LineIn(sku="SHOES", quantity=1)],
+            coupon_codes=[coupon.code], payments=PaymentsIn(card_minor=48_000)))
+    assert err.value.field == "coupon_codes"
+    sales.refund(session, clock=clock, actor=_pos(world), till=TILL, sale_id=sale.id,
+                 data=RefundCreate())
+    coupons = offers.list_member_coupons(session, member_id=m.id)
+    assert any(c.code != coupon.code and c.status == "issued" for c in coupons)
+    assert offers.verify(session) == []
+    assert sales.verify(session) == []

@@ -12,6 +12,7 @@ from patron.auth import service as auth
 from patron.auth.enums import Role
 from patron.cli import demo as demo_cli
 from patron.cli import doctor as doctor_cli
+from patron.cli import jobs as jobs_cli
 from patron.cli import members as members_cli
 from patron.cli.common import open_db, settings_from
 from patron.core import migrate
@@ -28,6 +29,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(members_cli.app, name="members")
 app.command("demo")(demo_cli.demo)
 app.command("doctor")(doctor_cli.doctor)
+app.command("daily")(jobs_cli.daily)
 console = Console()
 
 DbUrl = Annotated[str | None, typer.Option("--database-url", envvar="PATRON_DATABASE_URL",

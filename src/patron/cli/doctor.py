@@ -10,8 +10,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from patron.cards import service as cards
 from patron.cli.common import open_db
 from patron.loyalty import service as loyalty
+from patron.offers import service as offers
 from patron.sales import service as sales
 from patron.wallet import service as wallet
 
@@ -19,6 +21,9 @@ CHECKS: list[tuple[str, Callable[[Session], list[str]]]] = [
     ("wallet balances equal the sum of their ledger; none negative", wallet.verify),
     ("points balances equal their ledger and their lots; none negative", loyalty.verify),
     ("every sale's lines, payments and refunds add up", sales.verify),
+    ("stamps, package visits and gift-card balances equal their ledgers; none negative",
+     cards.verify),
+    ("every used coupon has exactly one redemption; issue limits hold", offers.verify),
 ]
 
 

@@ -174,3 +174,45 @@ class TierChange(Base):
     reason: Mapped[str] = mapped_column(String(200))
     qualifying_value: Mapped[int] = mapped_column(BigInt)
     at: Mapped[datetime]
+
+
+class MembershipPlan(Base):
+    """A paid membership (the Sam's Club case): a fee for a period and its benefits.
+
+    It is sold at the till as an ordinary product (``product_id``), so purchases and
+    renewals are sale lines and the fee revenue is reportable from the sales history.
+    """
+
+    __tablename__ = "membership_plans"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id"), unique=True)
+    duration_days: Mapped[int]
+    tier_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tiers.id"))
+    benefits: Mapped[str] = mapped_column(String(1000), default="")
+    active: Mapped[bool] = mapped_column(default=True)
+
+    __table_args__ = (CheckConstraint("duration_days BETWEEN 1 AND 3660", name="duration"),)
+
+
+class Membership(Base):
+    """One paid period of a member; a renewal is a new period starting where the last ends."""
+
+    __tablename__ = "memberships"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
+    plan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("membership_plans.id"))
+    sale_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sales.id"), index=True)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(12), default="active")
+    expiring_notified_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint("ends_at > starts_at", name="period"),
+        CheckConstraint("status IN ('active','expired','cancelled')", name="status"),
+        Index("ix_memberships_ends_at", "status", "ends_at"),
+    )

@@ -90,3 +90,30 @@ class MultiplierCreate(BaseModel):
     pct: int = Field(ge=0, le=10_000)
     starts_at: datetime | None = None
     ends_at: datetime | None = None
+
+
+class MembershipPlanCreate(BaseModel):
+    code: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_-]+$")
+    name: str = Field(min_length=1, max_length=100)
+    product_id: uuid.UUID = Field(description="The catalogue product sold at the till; its "
+                                  "price is the fee")
+    duration_days: int = Field(ge=1, le=3660)
+    tier_id: uuid.UUID | None = None
+    benefits: str = Field(default="", max_length=1000)
+
+
+class MembershipPlanRead(MembershipPlanCreate):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    active: bool
+
+
+class MembershipRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    plan_id: uuid.UUID
+    sale_id: uuid.UUID | None
+    starts_at: datetime
+    ends_at: datetime
+    status: str

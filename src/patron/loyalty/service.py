@@ -540,6 +540,22 @@ def evaluate_tier(session: Session, *, clock: Clock, member_id: uuid.UUID,
     return new_tier
 
 
+def review_tiers(session: Session, *, clock: Clock, limit: int = 10_000) -> int:
+    """The end-of-period job: members whose tier is no longer held are re-qualified, which
+    may downgrade them. Returns how many were looked at."""
+    due = list(session.scalars(select(MemberTier.member_id).where(
+        MemberTier.source != "paid", MemberTier.held_until <= clock.now().date())
+        .limit(limit)))
+    for member_id in due:
+        evaluate_tier(session, clock=clock, member_id=member_id, allow_downgrade=True)
+        row = session.get(MemberTier, member_id)
+        if row is not None and row.held_until is not None and \
+                row.held_until <= clock.now().date():
+            # kept the same tier by qualifying again: hold it for another period
+            row.held_until = rules.held_until(clock.now(), grace_days=0).date()
+    return len(due)
+
+
 def tier_progress(session: Session, *, clock: Clock,
                   member_id: uuid.UUID) -> tuple[Tier | None, Tier | None, int]:
     """(current tier, next tier, qualifying value so far) for receipts and the member page."""

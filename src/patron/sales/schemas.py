@@ -36,6 +36,8 @@ class SaleCreate(BaseModel):
     card_no: str | None = Field(default=None, max_length=20)
     phone: str | None = Field(default=None, max_length=40)
     lines: list[LineIn] = Field(min_length=1, max_length=500)
+    coupon_codes: list[str] = Field(default_factory=list, max_length=5,
+                                    description="Coupons to apply, in order")
     points_to_redeem: int = Field(default=0, ge=0, le=1_000_000_000)
     payments: PaymentsIn = Field(default_factory=PaymentsIn)
     occurred_at: datetime | None = Field(

@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from patron.auth.principal import Principal, require_store
+from patron.cards import service as cards
 from patron.catalog import queries as catalog
 from patron.core.clock import Clock
 from patron.core.errors import (
@@ -38,12 +39,14 @@ from patron.core.errors import (
 )
 from patron.core.events import emit
 from patron.core.money import allocate, minor_digits, proportion
+from patron.loyalty import membership
 from patron.loyalty import rules as loyalty_rules
 from patron.loyalty import service as loyalty
 from patron.members import rules as member_rules
 from patron.members import service as members
 from patron.members.enums import MemberStatus
 from patron.members.models import Member
+from patron.offers import service as offers
 from patron.sales.models import Refund, RefundLine, Sale, SaleDiscount, SaleLine, SalePayment
 from patron.sales.schemas import (
     NextTier,
@@ -192,11 +195,33 @@ def checkout(session: Session, *, clock: Clock, actor: Principal, till: TillConf
     occurred_at = _occurred_at(data, now)
     member = _resolve_member(session, data, till.region)
     basket = _basket(session, data)
+    plans = membership.plans_by_product(session, [ln.product_id for ln in basket.lines])
+    for i, ln in enumerate(basket.lines):
+        if ln.product_id in plans and member is None:
+            raise ValidationFailed("A paid membership is sold to a member: identify them",
+                                   f"lines.{i}", code="membership_needs_member")
     if data.receipt_no and session.scalar(select(Sale.id).where(
             Sale.store_id == store_id, Sale.receipt_no == data.receipt_no)) is not None:
         raise Conflict("This receipt number was already recorded at this store", "receipt_no",
                        code="duplicate_receipt")
 
+    # Coupons first, on the list prices; then the tier discount on what is left.
+    if len({c.strip().upper() for c in data.coupon_codes}) != len(data.coupon_codes):
+        raise ValidationFailed("The same coupon is given twice", "coupon_codes")
+    coupon_lines = [offers.QuoteLine(ln.product_id, ln.category_id, ln.quantity,
+                                     ln.unit_price_minor) for ln in basket.lines]
+    quotes = []
+    for code in data.coupon_codes:
+        q = offers.quote(session, clock=clock, code=code, member_id=member.id if member else None,
+                         store_id=store_id, lines=coupon_lines)
+        room = [ln.net_minor for ln in basket.lines]
+        if any(d > r for d, r in zip(q.line_discounts, room, strict=True)):
+            raise ValidationFailed(f"Coupon {q.code} can't be combined with the others given",
+                                   "coupon_codes", code="coupon_not_combinable")
+        for ln, d in zip(basket.lines, q.line_discounts, strict=True):
+            ln.discount_minor += d
+        basket.discounts.append(("coupon", q.label, q.code, q.discount_minor))
+        quotes.append(q)
     tier = loyalty.member_tier(session, member_id=member.id) if member else None
     if tier is not None and tier.discount_pct:
         _apply_discount(basket, kind="tier", label=f"{tier.name} -{tier.discount_pct}%",
@@ -254,6 +279,15 @@ def checkout(session: Session, *, clock: Clock, actor: Principal, till: TillConf
     )
     session.add(sale)
     session.flush()
+    for q in quotes:
+        used = offers.redeem(session, clock=clock, actor=actor, code=q.code,
+                             member_id=member.id if member else None, store_id=store.id,
+                             sale_id=sale.id, lines=coupon_lines, reference=sale.receipt_no)
+        if used.discount_minor != q.discount_minor:  # the coupon changed since the quote
+            raise Conflict("The coupon changed while checking out; try again", "coupon_codes")
+    first_purchase = member is not None and not session.scalar(
+        select(func.count()).select_from(Sale).where(Sale.member_id == member.id,
+                                                     Sale.id != sale.id))
     payments: list[tuple[str, int, str | None]] = [("cash", pay.cash_minor, None),
                                                    ("card", pay.card_minor, None)]
     if pay.wallet_minor and member:
@@ -271,6 +305,14 @@ def checkout(session: Session, *, clock: Clock, actor: Principal, till: TillConf
             session.add(SalePayment(sale_id=sale.id, method=method, amount_minor=amount,
                                     refunded_minor=0, reference=ref))
 
+    if member is not None and plans:
+        bought: dict[uuid.UUID, int] = {}
+        for ln in basket.lines:
+            if ln.product_id in plans:
+                bought[ln.product_id] = bought.get(ln.product_id, 0) + ln.quantity
+        membership.start_from_sale(session, clock=clock, member_id=member.id, sale_id=sale.id,
+                                   purchases=[membership.Purchase(plans[pid], qty)
+                                              for pid, qty in bought.items()])
     if member is not None:
         earn_base = allocate(total - points_value, [ln.net_minor for ln in basket.lines]) \
             if total else [0] * len(basket.lines)
@@ -290,6 +332,13 @@ def checkout(session: Session, *, clock: Clock, actor: Principal, till: TillConf
                          reason=sale.receipt_no)
             sale.points_earned = points
         loyalty.evaluate_tier(session, clock=clock, member_id=member.id)
+        if first_purchase:
+            offers.on_first_purchase(session, clock=clock, member_id=member.id,
+                                     sale_id=sale.id, amount_minor=total)
+        cards.stamps_for_sale(session, clock=clock, member_id=member.id, sale_id=sale.id,
+                              store_id=store.id,
+                              lines=[(ln.product_id, ln.category_id, ln.quantity)
+                                     for ln in basket.lines])
     session.flush()
     emit(session, clock=clock, type="sale.completed", subject_id=sale.member_id,
          store_id=store.id, payload={"sale_id": str(sale.id), "receipt_no": sale.receipt_no,
@@ -454,6 +503,19 @@ def refund(session: Session, *, clock: Clock, actor: Principal, till: TillConfig
                                         member_id=sale.member_id, points=claw, sale_id=sale.id,
                                         store_id=sale.store_id)
             result.points_clawed_back, result.points_debt = outcome.taken, outcome.debt
+        categories = {p.id: p.category_id for p in catalog.find_products(
+            session, ids={lines[line_id].product_id for line_id in wanted})}
+        cards.reverse_stamps_for_sale(
+            session, clock=clock, member_id=sale.member_id, sale_id=sale.id, actor=actor,
+            lines_refunded=[(lines[line_id].product_id,
+                             categories[lines[line_id].product_id], qty)
+                            for line_id, qty in wanted.items()])
+        if sale.status == "refunded":  # a fully refunded sale gives its coupons back
+            offers.restore_for_refund(session, clock=clock, actor=actor, sale_id=sale.id,
+                                      refund_id=result.id, reason="refund")
+        refunded_products = [lines[line_id].product_id for line_id in wanted]
+        if membership.plans_by_product(session, refunded_products):
+            membership.cancel_for_refund(session, clock=clock, sale_id=sale.id)
         loyalty.evaluate_tier(session, clock=clock, member_id=sale.member_id)
     session.flush()
     emit(session, clock=clock, type="sale.refunded", subject_id=sale.member_id,

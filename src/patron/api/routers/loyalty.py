@@ -10,8 +10,12 @@ from sqlalchemy.orm import Session
 from patron.api.deps import Ctx, CurrentPrincipal, DbSession, RawBody
 from patron.api.idempotent import run_once
 from patron.api.routers.wallet import IDEMPOTENCY
+from patron.loyalty import membership
 from patron.loyalty import service as loyalty
 from patron.loyalty.schemas import (
+    MembershipPlanCreate,
+    MembershipPlanRead,
+    MembershipRead,
     MultiplierCreate,
     PointsAdjust,
     PointsEntryRead,
@@ -89,3 +93,26 @@ def create_multiplier(ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
     m = loyalty.add_multiplier(session, clock=ctx.clock, actor=principal, **body.model_dump())
     session.commit()
     return {"id": str(m.id)}
+
+
+@router.get("/membership-plans", operation_id="list_membership_plans")
+def list_plans(session: DbSession, _principal: CurrentPrincipal) -> list[MembershipPlanRead]:
+    return [MembershipPlanRead.model_validate(p) for p in membership.list_plans(session)]
+
+
+@router.post("/membership-plans", status_code=status.HTTP_201_CREATED,
+             operation_id="create_membership_plan")
+def create_plan(ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
+                body: MembershipPlanCreate) -> MembershipPlanRead:
+    """A paid membership sold through a catalogue product (owners)."""
+    plan = membership.create_plan(session, clock=ctx.clock, actor=principal, **body.model_dump())
+    session.commit()
+    return MembershipPlanRead.model_validate(plan)
+
+
+@router.get("/members/{member_id}/memberships", operation_id="list_member_memberships")
+def list_memberships(session: DbSession, _principal: CurrentPrincipal,
+                     member_id: uuid.UUID) -> list[MembershipRead]:
+    members.get_member(session, member_id=member_id)
+    return [MembershipRead.model_validate(m)
+            for m in membership.periods(session, member_id=member_id)]
