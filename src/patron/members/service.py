@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -178,7 +178,9 @@ def search_members(
             if rules.is_valid_card_no(digits):
                 conds.append(Member.card_no == digits)
             with contextlib.suppress(ValidationFailed):
-                conds.append(Member.phone == rules.normalise_phone(digits, region))
+                # the status term lets SQLite use the partial unique index on phone
+                conds.append(and_(Member.phone == rules.normalise_phone(digits, region),
+                                  Member.status == query.status.value))
             if not conds:
                 return [], 0
             stmt = stmt.where(or_(*conds))
