@@ -3,6 +3,7 @@ first, claw back into debt, adjust, expire -- driven by hypothesis' state machin
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -84,7 +85,7 @@ class PointsMachine(RuleBasedStateMachine):
     @rule(n=points)
     def earn(self, n: int) -> None:
         sale = Sale(store_id=self.store.id, member_id=self.member.id,
-                    receipt_no=f"R{len(self.lots)}-{n}-{self.clock.now().timestamp()}",
+                    receipt_no=f"R-{uuid.uuid4().hex[:12]}",
                     occurred_at=self.clock.now(), recorded_at=self.clock.now(),
                     subtotal_minor=n * 100, discount_minor=0, total_minor=n * 100)
         self.session.add(sale)
