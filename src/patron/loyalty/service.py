@@ -487,12 +487,9 @@ def qualifying_value(session: Session, *, clock: Clock, member_id: uuid.UUID,
             .join(PointsAccount, PointsAccount.id == PointsEntry.account_id)
             .where(PointsAccount.member_id == member_id, PointsEntry.occurred_at >= since))
         return int(earned or 0)
-    from patron.sales.models import Sale  # spend is read from the sales history
+    from patron.sales import queries as sales  # spend is read from the sales history
 
-    spend = session.scalar(select(func.coalesce(func.sum(Sale.total_minor - Sale.refunded_minor),
-                                                0))
-                           .where(Sale.member_id == member_id, Sale.occurred_at >= since))
-    return int(spend or 0)
+    return sales.member_net_spend(session, member_id=member_id, since=since)
 
 
 def evaluate_tier(session: Session, *, clock: Clock, member_id: uuid.UUID,

@@ -22,3 +22,11 @@ def net_line_revenue(session: Session, *, product_id: uuid.UUID, since: datetime
     refunded = session.scalar(select(func.coalesce(func.sum(RefundLine.amount_minor), 0))
                               .where(RefundLine.sale_line_id.in_(in_period))) or 0
     return int(gross) - int(refunded)
+
+
+def member_net_spend(session: Session, *, member_id: uuid.UUID, since: datetime) -> int:
+    """What a member spent since ``since``, net of refunds (minor units)."""
+    spend = session.scalar(select(func.coalesce(func.sum(Sale.total_minor - Sale.refunded_minor),
+                                                0))
+                           .where(Sale.member_id == member_id, Sale.occurred_at >= since))
+    return int(spend or 0)
