@@ -23,6 +23,7 @@ from patron.core.clock import Clock
 from patron.core.errors import InsufficientBalance, NotFound, ValidationFailed
 from patron.core.events import emit
 from patron.core.ids import new_id
+from patron.core.memo import forget, memo
 from patron.loyalty import rules
 from patron.loyalty.enums import ExpiryPolicy, PointsEntryKind, Rounding, TierBasis
 from patron.loyalty.models import (
@@ -49,7 +50,12 @@ def for_update(stmt: Select[PointsAccount]) -> Select[PointsAccount]:
 
 
 def get_program(session: Session, *, clock: Clock) -> LoyaltyProgram:
-    """The brand's rules (a default programme is created on first use)."""
+    """The brand's rules (a default programme is created on first use); one read per
+    transaction (core.memo)."""
+    return memo(session, "loyalty.program", lambda: _load_program(session, clock))
+
+
+def _load_program(session: Session, clock: Clock) -> LoyaltyProgram:
     program = session.get(LoyaltyProgram, 1)
     if program is None:
         try:  # concurrent first uses race to create the row: the loser reads the winner's
@@ -84,9 +90,11 @@ def update_program(session: Session, *, clock: Clock, actor: Principal,
 
 
 def multipliers(session: Session) -> list[rules.Multiplier]:
-    return [rules.Multiplier(m.scope, m.target_id, m.pct, m.starts_at, m.ends_at)
-            for m in session.scalars(select(PointsMultiplier)
-                                     .where(PointsMultiplier.active.is_(True)))]
+    """Active earning multipliers (memoised per transaction)."""
+    return memo(session, "loyalty.multipliers", lambda: [
+        rules.Multiplier(m.scope, m.target_id, m.pct, m.starts_at, m.ends_at)
+        for m in session.scalars(select(PointsMultiplier)
+                                 .where(PointsMultiplier.active.is_(True)))])
 
 
 def add_multiplier(session: Session, *, clock: Clock, actor: Principal, name: str, scope: str,
@@ -106,6 +114,7 @@ def add_multiplier(session: Session, *, clock: Clock, actor: Principal, name: st
                          starts_at=starts_at, ends_at=ends_at, active=True)
     session.add(m)
     session.flush()
+    forget(session, "loyalty.multipliers")
     audit.record(session, clock=clock, actor=actor, action="loyalty.multiplier_added",
                  entity_type="points_multiplier", entity_id=m.id,
                  details={"scope": scope, "pct": pct})
@@ -441,7 +450,9 @@ def verify(session: Session) -> list[str]:
 
 
 def list_tiers(session: Session) -> list[Tier]:
-    return list(session.scalars(select(Tier).where(Tier.active.is_(True)).order_by(Tier.rank)))
+    """Active tiers by rank (memoised per transaction)."""
+    return memo(session, "loyalty.tiers", lambda: list(session.scalars(
+        select(Tier).where(Tier.active.is_(True)).order_by(Tier.rank))))
 
 
 def create_tier(session: Session, *, clock: Clock, actor: Principal, code: str, name: str,
@@ -460,6 +471,7 @@ def create_tier(session: Session, *, clock: Clock, actor: Principal, code: str, 
                 points_multiplier_pct=points_multiplier_pct, discount_pct=discount_pct)
     session.add(tier)
     session.flush()
+    forget(session, "loyalty.tiers")
     audit.record(session, clock=clock, actor=actor, action="tier.created", entity_type="tier",
                  entity_id=tier.id, details={"code": code, "threshold": threshold})
     return tier

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from patron.auth.principal import Principal, require_store
 from patron.cards import service as cards
 from patron.catalog import queries as catalog
+from patron.catalog.models import Product
 from patron.core.clock import Clock
 from patron.core.errors import (
     Conflict,
@@ -38,6 +39,7 @@ from patron.core.errors import (
     ValidationFailed,
 )
 from patron.core.events import emit
+from patron.core.memo import memo
 from patron.core.money import allocate, minor_digits, proportion
 from patron.loyalty import membership
 from patron.loyalty import rules as loyalty_rules
@@ -136,6 +138,7 @@ def _basket(session: Session, data: SaleCreate) -> _Basket:
         skus={ln.sku for ln in data.lines if ln.sku})
     by_id = {p.id: p for p in products}
     by_sku = {p.sku: p for p in products}
+    _seen_products(session).update(by_id)  # the receipt names the lines from these
     lines = []
     for i, ln in enumerate(data.lines):
         product = by_id.get(ln.product_id) if ln.product_id else by_sku.get(ln.sku or "")
@@ -149,6 +152,12 @@ def _basket(session: Session, data: SaleCreate) -> _Basket:
         lines.append(_Line(product.id, product.category_id, product.sku, product.name,
                            ln.quantity, price))
     return _Basket(lines)
+
+
+def _seen_products(session: Session) -> dict[uuid.UUID, Product]:
+    """Products this transaction has already read, so the receipt does not read them again."""
+    seen: dict[uuid.UUID, Product] = memo(session, "sales.products", dict)
+    return seen
 
 
 def _apply_discount(basket: _Basket, *, kind: str, label: str, reference: str | None,
@@ -276,6 +285,7 @@ def checkout(session: Session, *, clock: Clock, actor: Principal, till: TillConf
                for i, ln in enumerate(basket.lines)],
         discounts=[SaleDiscount(kind=k, label=label, reference=ref, amount_minor=amount)
                    for k, label, ref, amount in basket.discounts],
+        payments=[],  # filled below; an initialised collection needs no load for the receipt
     )
     session.add(sale)
     session.flush()
@@ -302,8 +312,8 @@ def checkout(session: Session, *, clock: Clock, actor: Principal, till: TillConf
         payments.append(("points", points_value, str(data.points_to_redeem)))
     for method, amount, ref in payments:
         if amount:
-            session.add(SalePayment(sale_id=sale.id, method=method, amount_minor=amount,
-                                    refunded_minor=0, reference=ref))
+            sale.payments.append(SalePayment(method=method, amount_minor=amount,
+                                             refunded_minor=0, reference=ref))
 
     if member is not None and plans:
         bought: dict[uuid.UUID, int] = {}
@@ -364,8 +374,10 @@ def get_sale(session: Session, *, actor: Principal, sale_id: uuid.UUID) -> Sale:
 
 def receipt(session: Session, *, clock: Clock, sale: Sale, currency: str) -> Receipt:
     """The receipt of a sale as it stands now (balances and tier after it)."""
-    products = {p.id: p for p in catalog.find_products(
-        session, ids={ln.product_id for ln in sale.lines})}
+    products = _seen_products(session)
+    missing = {ln.product_id for ln in sale.lines} - products.keys()
+    if missing:
+        products.update((p.id, p) for p in catalog.find_products(session, ids=missing))
     tier = next_tier = None
     points = wallet_minor = None
     if sale.member_id:
