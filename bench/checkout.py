@@ -3,15 +3,17 @@
     .venv/bin/python bench/checkout.py [--seconds 20] [--clients 8] [--workers 2]
 
 For each database it starts ``uvicorn`` on a fresh database, seeds a store, a POS key,
-2,000 members (20 % with stored value) and 60 products, then drives ``--clients`` threads
-that each post checkouts for ``--seconds``: every basket earns points, 20 % pay partly from
-the wallet, each with its own Idempotency-Key. It prints sales/s and p50/p99 latency, and
+2,000 members (20 % with stored value, each with coupons) and 60 products, then drives
+``--clients`` threads that each post checkouts for ``--seconds``: every basket earns
+points, 20 % pay partly from the wallet, 10 % redeem a coupon (10 % off, capped at 20.00),
+each with its own Idempotency-Key. It prints sales/s and p50/p99 latency, and
 for PostgreSQL the pgbench TPC-B figure at the same number of clients as the ceiling.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import random
 import re
@@ -42,6 +44,9 @@ from patron.core.clock import SystemClock  # noqa: E402
 from patron.core.db import Database  # noqa: E402
 from patron.members import service as members  # noqa: E402
 from patron.members.schemas import MemberCreate, StoreCreate  # noqa: E402
+from patron.offers import service as offers  # noqa: E402
+from patron.offers.enums import CouponKind, Validity  # noqa: E402
+from patron.offers.schemas import CouponTemplateCreate  # noqa: E402
 from patron.wallet import service as wallet  # noqa: E402
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -53,9 +58,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def seed(url: str, n_members: int = 2000) -> tuple[str, list[str], dict[str, int], set[str]]:
-    """Store, POS key, members and products; returns (key, member ids, prices by SKU, ids of
-    members with stored value)."""
+Seeded = tuple[str, list[str], dict[str, int], set[str], dict[str, list[str]]]
+
+
+def seed(url: str, n_members: int = 2000) -> Seeded:
+    """Store, POS key, members, products and coupons; returns (key, member ids, prices by
+    SKU, ids of members with stored value, unused coupon codes by member id)."""
     db = Database.from_url(url)
     migrate.upgrade(db.engine)
     clock = SystemClock()
@@ -65,8 +73,9 @@ def seed(url: str, n_members: int = 2000) -> tuple[str, list[str], dict[str, int
             code="B1", name="Bench", timezone="Asia/Shanghai"))
         owner = auth.create_user(s, clock=clock, actor=None, username="bench-owner",
                                  display_name="Owner", password="bench-bench", role=Role.OWNER)
-        _, key = auth.create_api_key(s, clock=clock, actor=auth.principal_for_user(owner),
-                                     store_id=store.id, name="bench till")
+        boss = auth.principal_for_user(owner)
+        _, key = auth.create_api_key(s, clock=clock, actor=boss, store_id=store.id,
+                                     name="bench till")
         cat = Category(code="GROC", name="Grocery", replenish_days=14)
         s.add(cat)
         s.flush()
@@ -76,7 +85,11 @@ def seed(url: str, n_members: int = 2000) -> tuple[str, list[str], dict[str, int
             prices[sku] = rng.randint(200, 20_000)
             s.add(Product(sku=sku, name=f"Product {i}", category_id=cat.id,
                           price_minor=prices[sku], active=True))
+        template = offers.create_template(s, clock=clock, actor=boss, data=CouponTemplateCreate(
+            name="10 % off", kind=CouponKind.PERCENT, percent=10, cap_minor=2000,
+            validity=Validity.DAYS, valid_days=365))
         ids, funded = [], set()
+        coupons: dict[str, list[str]] = {}
         for i in range(n_members):
             m = members.enroll_member(s, clock=clock, actor=None, region="CN", data=MemberCreate(
                 name=f"Bench {i}", phone=f"139{i:08d}", home_store_id=store.id))
@@ -85,8 +98,10 @@ def seed(url: str, n_members: int = 2000) -> tuple[str, list[str], dict[str, int
                 wallet.top_up(s, clock=clock, actor=None, member_id=m.id,
                               amount_minor=10_000_000)
                 funded.add(str(m.id))
+            coupons[str(m.id)] = [c.code for c in offers.issue_coupons(
+                s, clock=clock, actor=None, template_id=template.id, member_id=m.id, count=3)]
     db.dispose()
-    return key, ids, prices, funded
+    return key, ids, prices, funded, coupons
 
 
 def serve(url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
@@ -108,20 +123,21 @@ def serve(url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("server did not start")
 
 
-def drive(base: str, key: str, ids: list[str], prices: dict[str, int], funded: set[str],
-          clients: int, seconds: float) -> tuple[int, list[float], int]:
+def drive(base: str, seeded: Seeded, clients: int, seconds: float,
+          ) -> tuple[int, list[float], dict[str, int]]:
+    """Post checkouts from ``clients`` threads; returns (sales, latencies, errors by kind)."""
+    key, ids, prices, funded, coupons = seeded
     latencies: list[float] = []
-    errors = 0
+    errors: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()
     stop = time.monotonic() + seconds
     headers = {"Authorization": f"Bearer {key}"}
     skus = sorted(prices)
 
     def client(n: int) -> None:
-        nonlocal errors
         rng = random.Random(n)
         local: list[float] = []
-        bad = 0
+        bad: collections.Counter[str] = collections.Counter()
         with httpx.Client(headers=headers, timeout=30) as c:
             while time.monotonic() < stop:
                 member = rng.choice(ids)
@@ -129,18 +145,28 @@ def drive(base: str, key: str, ids: list[str], prices: dict[str, int], funded: s
                          for _ in range(rng.randint(1, 4))]
                 total = sum(prices[str(ln["sku"])] * int(ln["quantity"]) for ln in lines)
                 payments = {"card_minor": total}
+                body: dict[str, object] = {"member_id": member, "lines": lines}
+                if rng.random() < 0.10:  # one basket in ten redeems a coupon
+                    with lock:
+                        code = coupons[member].pop() if coupons[member] else None
+                    if code:
+                        body["coupon_codes"] = [code]
+                        total -= min(2000, (total * 10 + 50) // 100)
+                payments = {"card_minor": total}
                 if member in funded:  # one member in five pays half from stored value
                     payments = {"wallet_minor": total // 2, "card_minor": total - total // 2}
-                body = {"member_id": member, "lines": lines, "payments": payments}
+                body["payments"] = payments
                 t0 = time.perf_counter()
                 r = c.post(f"{base}/api/v1/sales", json=body,
                            headers={"Idempotency-Key": uuid.uuid4().hex})
                 local.append(time.perf_counter() - t0)
                 if r.status_code != 201:
-                    bad += 1
+                    problem = r.json() if r.headers.get("content-type", "").endswith("json") \
+                        else {}
+                    bad[f"{r.status_code} {problem.get('code') or problem.get('title')}"] += 1
         with lock:
             latencies.extend(local)
-            errors += bad
+            errors.update(bad)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
@@ -196,11 +222,11 @@ def main() -> None:
                 conn.execute(text("CREATE DATABASE patron_bench"))
             url, workers = PG_SERVER + "/patron_bench", args.workers
         console.print(f"[bold]{backend}[/]: seeding...")
-        key, ids, prices, funded = seed(url)
+        seeded = seed(url)
         proc, base = serve(url, workers)
         try:
             console.print(f"[bold]{backend}[/]: driving {args.clients} clients...")
-            n, lat, errors = drive(base, key, ids, prices, funded, args.clients, args.seconds)
+            n, lat, errors = drive(base, seeded, args.clients, args.seconds)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -210,8 +236,10 @@ def main() -> None:
         p99 = lat_ms[int(len(lat_ms) * 0.99) - 1]
         ceiling = pgbench(args.clients, int(args.seconds)) if backend == "postgresql" else None
         table.add_row(backend, str(workers), f"{rate:.0f}", f"{p50:.1f}", f"{p99:.1f}",
-                      str(errors), f"{ceiling:.0f}" if ceiling else "-",
+                      str(sum(errors.values())), f"{ceiling:.0f}" if ceiling else "-",
                       f"{rate / ceiling:.0%}" if ceiling else "-")
+        for kind, count in errors.items():
+            console.print(f"[red]{backend}: {count} x {kind}[/]")
         if backend == "postgresql":
             admin = create_engine(PG_SERVER + "/test", isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:

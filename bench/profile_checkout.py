@@ -11,8 +11,8 @@ functions by cumulative time (cProfile). It explains the HTTP benchmark's figure
 from __future__ import annotations
 
 import argparse
-import cProfile
 import collections
+import cProfile
 import pstats
 import random
 import statistics
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     url = args.database_url or f"sqlite:///{tempfile.mkdtemp(prefix='patron-prof-')}/p.db"
-    key, ids, prices, funded = seed(url, n_members=500)
+    key, ids, prices, funded, _coupons = seed(url, n_members=500)
     db = Database.from_url(url)
     clock = SystemClock()
     till = sales.TillConfig(currency="CNY", region="CN", timezone="Asia/Shanghai",

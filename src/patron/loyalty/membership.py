@@ -25,6 +25,7 @@ from patron.core.clock import Clock
 from patron.core.errors import Conflict, ValidationFailed
 from patron.core.events import emit
 from patron.loyalty.models import Membership, MembershipPlan, MemberTier, Tier, TierChange
+from patron.loyalty.service import lock_member
 
 EXPIRING_NOTICE = timedelta(days=7)
 
@@ -119,6 +120,7 @@ def start_from_sale(session: Session, *, clock: Clock, member_id: uuid.UUID,
 
 def _grant_tier(session: Session, *, clock: Clock, member_id: uuid.UUID, tier_id: uuid.UUID,
                 until: datetime) -> None:
+    lock_member(session, clock=clock, member_id=member_id)
     row = session.get(MemberTier, member_id)
     granted = session.get(Tier, tier_id)
     assert granted is not None

@@ -124,19 +124,33 @@ def add_multiplier(session: Session, *, clock: Clock, actor: Principal, name: st
 # ---------------------------------------------------------------- accounts
 
 
+def lock_member(session: Session, *, clock: Clock, member_id: uuid.UUID) -> None:
+    """Serialise loyalty changes of one member (tier rows, first account) across tills."""
+    _account(session, clock=clock, member_id=member_id)
+
+
 def _locked(session: Session, member_id: uuid.UUID) -> PointsAccount | None:
     return session.scalar(for_update(select(PointsAccount).where(
         PointsAccount.member_id == member_id)).execution_options(populate_existing=True))
 
 
 def _account(session: Session, *, clock: Clock, member_id: uuid.UUID) -> PointsAccount:
+    """The member's points account, locked (``FOR UPDATE``); opened on first use.
+
+    Two first earns for one member can race to open it (two tills, PostgreSQL): the loser's
+    insert fails on the unique member id inside a savepoint and it locks the winner's row.
+    Holding this lock also serialises tier evaluation per member (see evaluate_tier).
+    """
     account = _locked(session, member_id)
     if account is None:
-        account = PointsAccount(member_id=member_id, available=0, pending=0, debt=0,
-                                lifetime_earned=0, updated_at=clock.now())
-        session.add(account)
-        session.flush()
-        account = _locked(session, member_id) or account
+        try:
+            with session.begin_nested():
+                session.add(PointsAccount(member_id=member_id, available=0, pending=0, debt=0,
+                                          lifetime_earned=0, updated_at=clock.now()))
+        except IntegrityError:
+            pass
+        account = _locked(session, member_id)
+        assert account is not None
     return account
 
 
@@ -512,6 +526,9 @@ def evaluate_tier(session: Session, *, clock: Clock, member_id: uuid.UUID,
     tiers = list_tiers(session)
     if not tiers:
         return None
+    # One evaluation per member at a time: two tills upgrading the same member would both
+    # insert the member's first tier row. The points account lock orders them.
+    _account(session, clock=clock, member_id=member_id)
     value = qualifying_value(session, clock=clock, member_id=member_id,
                              basis=TierBasis(program.tier_basis))
     target = rules.qualifying_tier(value, [rules.TierRule(t.id, t.rank, t.threshold)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from patron.auth import audit
@@ -59,11 +60,15 @@ def _open_account(session: Session, *, clock: Clock, member_id: uuid.UUID) -> Wa
     if account is not None:
         return account
     now = clock.now()
-    account = WalletAccount(member_id=member_id, principal_minor=0, bonus_minor=0,
-                            created_at=now, updated_at=now)
-    session.add(account)
-    session.flush()
-    return _locked_account(session, member_id=member_id) or account
+    try:  # two first top-ups racing to open the account: the loser locks the winner's
+        with session.begin_nested():
+            session.add(WalletAccount(member_id=member_id, principal_minor=0, bonus_minor=0,
+                                      created_at=now, updated_at=now))
+    except IntegrityError:
+        pass
+    account = _locked_account(session, member_id=member_id)
+    assert account is not None
+    return account
 
 
 def _live_member(session: Session, member_id: uuid.UUID) -> None:
