@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from patron.auth import models as auth_models
 from patron.cards import models as cards_models
+from patron.care import models as care_models
 from patron.cards import service as cards_service
 from patron.catalog import models as catalog_models
 from patron.core import events, idempotency
 from patron.core.models import Base
+from patron.jobs import models as jobs_models
 from patron.loyalty import models as loyalty_models
 from patron.loyalty import service as loyalty_service
 from patron.members import models as members_models
+from patron.messaging import models as messaging_models
 from patron.offers import models as offers_models
 from patron.offers import service as offers_service
 from patron.sales import models as sales_models
@@ -23,12 +26,15 @@ __all__ = [
     "auth_models",
     "cards_models",
     "cards_service",
+    "care_models",
     "catalog_models",
     "events",
     "idempotency",
+    "jobs_models",
     "loyalty_models",
     "loyalty_service",
     "members_models",
+    "messaging_models",
     "offers_models",
     "offers_service",
     "sales_models",

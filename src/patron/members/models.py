@@ -56,6 +56,9 @@ class Member(Base):
 
     sms_consent: Mapped[bool] = mapped_column(default=False)
     email_consent: Mapped[bool] = mapped_column(default=False)
+    # PIPL: a member under 14 gets no marketing unless a guardian's consent is recorded
+    guardian_consent: Mapped[bool] = mapped_column(default=False)
+    language: Mapped[str | None] = mapped_column(String(8))  # None: the brand's default
 
     status: Mapped[str] = mapped_column(String(16), default="active")
     merged_into_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("members.id"))

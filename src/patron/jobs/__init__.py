@@ -1,0 +1,1 @@
+"""The worker: consumes the outbox, delivers messages and runs the daily schedules."""
