@@ -112,7 +112,7 @@ class Birthday:
         for leap in ((True, False) if self.leap_month else (False,)):
             for day in (self.day, 29) if self.day == 30 else (self.day,):
                 try:
-                    return LunarDate(year, self.month, day, leap).toSolarDate()  # type: ignore[no-any-return]
+                    return LunarDate(year, self.month, day, leap).to_solar_date()  # type: ignore[no-any-return]
                 except ValueError:
                     continue
         raise ValueError(f"no solar date for lunar {self.month}/{self.day} in {year}")
@@ -148,7 +148,7 @@ def validate_birthday(
         raise ValidationFailed("Lunar day must be between 1 and 30", "birth_day")
     if year is not None:
         try:
-            LunarDate(year, month, day, leap_month).toSolarDate()
+            LunarDate(year, month, day, leap_month).to_solar_date()
         except ValueError as exc:
             what = "leap month" if leap_month else "day"
             raise ValidationFailed(

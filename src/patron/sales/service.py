@@ -20,7 +20,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from patron.auth.principal import Principal, require_store
 from patron.cards import service as cards
+from patron.care.calendar import occasion_dates
 from patron.catalog import queries as catalog
 from patron.catalog.models import Product
 from patron.core.clock import Clock
@@ -172,11 +173,17 @@ def _apply_discount(basket: _Basket, *, kind: str, label: str, reference: str | 
 
 
 def _is_birthday_month(member: Member, today_month: int, year: int) -> bool:
+    """Is the member's birthday celebrated in this solar month? A lunar birthday is looked
+    up in the lunar year(s) that overlap the month, not in the lunar year numbered like it."""
     if member.birth_month is None or member.birth_day is None:
         return False
     birthday = member_rules.validate_birthday(member.birthday_calendar, None, member.birth_month,
                                               member.birth_day, member.birth_leap_month)
-    return birthday is not None and birthday.solar_on(year).month == today_month
+    if birthday is None:
+        return False
+    first = date(year, today_month, 1)
+    last = date(year + today_month // 12, today_month % 12 + 1, 1) - timedelta(days=1)
+    return bool(occasion_dates(birthday, first, last))
 
 
 def _occurred_at(data: SaleCreate, now: datetime) -> datetime:

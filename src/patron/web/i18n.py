@@ -31,6 +31,7 @@ from babel.numbers import format_currency, format_decimal
 from babel.support import NullTranslations, Translations
 
 from patron.auth.service import LANGUAGES
+from patron.care.calendar import next_occurrence
 from patron.core.clock import as_utc
 from patron.core.money import minor_digits
 from patron.members.enums import Calendar
@@ -191,12 +192,7 @@ class Formatter:
         """The solar date of the next birthday on or after ``today`` (lunar ones move yearly)."""
         if calendar is None or month is None or day is None:
             return None
-        birthday = Birthday(calendar, month, day, None, leap_month)
-        for year in (today.year, today.year + 1):
-            try:
-                on = birthday.solar_on(year)
-            except ValueError:
-                continue
-            if on >= today:
-                return on
-        return None
+        try:  # a lunar year straddles two solar ones: care.calendar searches the right one
+            return next_occurrence(Birthday(calendar, month, day, None, leap_month), today)
+        except ValueError:
+            return None
