@@ -1,0 +1,135 @@
+"""BG/NBD: the published CDNOW fit, the gradient, compression, and the predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import hyp2f1
+
+from patron.analytics.models import bgnbd
+from patron.analytics.models.bgnbd import BGNBDParams
+from patron.analytics.models.summary import CompressedRFM, RFMSummary, compress
+from patron.core.errors import ValidationFailed
+
+# Fader, Hardie & Lee (2005), CDNOW sample, weeks, calibration through 1997-09-30.
+PUBLISHED = BGNBDParams(r=0.243, alpha=4.414, a=0.793, b=2.426, loglik=-9582.4,
+                        n_customers=2357)
+
+
+def test_cdnow_fit_reproduces_the_published_estimates(cdnow_summary: RFMSummary) -> None:
+    fitted = bgnbd.fit(cdnow_summary.compress())
+    # Every published digit: within half a unit of the last digit shown.
+    assert fitted.r == pytest.approx(PUBLISHED.r, abs=5e-4)
+    assert fitted.alpha == pytest.approx(PUBLISHED.alpha, abs=5e-4)
+    assert fitted.a == pytest.approx(PUBLISHED.a, abs=5e-4)
+    assert fitted.b == pytest.approx(PUBLISHED.b, abs=5e-4)
+    assert fitted.loglik == pytest.approx(PUBLISHED.loglik, abs=0.05)
+    assert fitted.n_customers == 2357
+    for ours, theirs in [(fitted.r, 0.243), (fitted.alpha, 4.414), (fitted.a, 0.793),
+                         (fitted.b, 2.426), (fitted.loglik, -9582.4)]:
+        assert f"{ours:.3g}" == f"{theirs:.3g}"
+
+
+def test_each_start_reaches_the_same_cdnow_optimum(cdnow_summary: RFMSummary) -> None:
+    data = cdnow_summary.compress()
+    best = bgnbd.fit(data)
+    for start in [(1.0, 1.0, 1.0, 1.0), (5.0, 100.0, 5.0, 0.2), (0.05, 0.5, 0.1, 10.0)]:
+        other = bgnbd.fit(data, start=start)
+        assert other.loglik == pytest.approx(best.loglik, abs=1e-4)
+        assert other.alpha == pytest.approx(best.alpha, rel=1e-3)
+
+
+def test_compressed_and_per_customer_rows_give_the_same_likelihood(
+        cdnow_summary: RFMSummary) -> None:
+    s = cdnow_summary
+    per_customer = CompressedRFM(frequency=s.frequency, recency=s.recency, age=s.age,
+                                 weight=np.ones(len(s)))
+    compressed = s.compress()
+    assert len(compressed) < len(per_customer) / 2
+    for theta in [(0.243, 4.414, 0.793, 2.426), (1.0, 10.0, 2.0, 0.5)]:
+        assert bgnbd.log_likelihood(theta, compressed) == pytest.approx(
+            bgnbd.log_likelihood(theta, per_customer), rel=1e-12)
+        assert bgnbd.log_likelihood_gradient(theta, compressed) == pytest.approx(
+            bgnbd.log_likelihood_gradient(theta, per_customer), rel=1e-9)
+    a, b = bgnbd.fit(compressed), bgnbd.fit(per_customer)
+    assert (a.r, a.alpha, a.a, a.b) == pytest.approx((b.r, b.alpha, b.a, b.b), rel=1e-6)
+
+
+@pytest.mark.parametrize("theta", [(0.243, 4.414, 0.793, 2.426), (2.0, 30.0, 0.3, 5.0),
+                                   (0.8, 1.5, 3.0, 0.7)])
+def test_gradient_matches_finite_differences(cdnow_summary: RFMSummary,
+                                             theta: tuple[float, float, float, float]) -> None:
+    data = cdnow_summary.compress()
+    analytic = bgnbd.log_likelihood_gradient(theta, data)
+    numeric = np.empty(4)
+    for i in range(4):
+        h = 1e-6 * theta[i]
+        up, down = np.array(theta), np.array(theta)
+        up[i] += h
+        down[i] -= h
+        numeric[i] = (bgnbd.log_likelihood(up, data) - bgnbd.log_likelihood(down, data)) / (2 * h)
+    assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-4)
+
+
+def test_conditional_expectation_matches_hardies_worked_example() -> None:
+    """Fader, Hardie & Lee's note: x=2, t_x=30.43, T=38.86 expects 1.226 in 39 weeks."""
+    got = bgnbd.conditional_expected_purchases(PUBLISHED, 39.0, 2, 30.43, 38.86)
+    assert float(got) == pytest.approx(1.226, abs=5e-4)
+
+
+def _paper_eq10(p: BGNBDParams, t: float, x: int, t_x: float, big_t: float) -> float:
+    """Eq. 10 exactly as printed (no Euler transformation)."""
+    r, alpha, a, b = p.r, p.alpha, p.a, p.b
+    z = t / (alpha + big_t + t)
+    head = (a + b + x - 1) / (a - 1) * (1 - ((alpha + big_t) / (alpha + big_t + t)) ** (r + x)
+                                        * hyp2f1(r + x, b + x, a + b + x - 1, z))
+    alive = 1 + (x > 0) * a / (b + x - 1) * ((alpha + big_t) / (alpha + t_x)) ** (r + x)
+    return float(head / alive)
+
+
+@pytest.mark.parametrize(("t", "x", "t_x", "big_t"), [
+    (39, 0, 0.0, 30.0), (39, 1, 5.0, 38.0), (10, 7, 35.0, 36.0), (52, 15, 20.0, 38.0),
+    (1, 3, 2.0, 3.0)])
+def test_euler_form_agrees_with_the_printed_formula(t: float, x: int, t_x: float,
+                                                    big_t: float) -> None:
+    for p in [PUBLISHED, BGNBDParams(1.3, 9.0, 2.5, 4.0, 0.0, 0)]:
+        ours = float(bgnbd.conditional_expected_purchases(p, t, x, t_x, big_t))
+        assert ours == pytest.approx(_paper_eq10(p, t, x, t_x, big_t), rel=1e-9)
+
+
+def test_heavy_buyers_get_finite_increasing_predictions() -> None:
+    x = np.array([50, 100, 200, 400])
+    got = bgnbd.conditional_expected_purchases(PUBLISHED, 39.0, x, 38.0, 38.5)
+    assert np.isfinite(got).all()
+    assert (np.diff(got) > 0).all()
+
+
+def test_p_alive_is_one_without_repeats_and_falls_with_silence() -> None:
+    assert bgnbd.p_alive(PUBLISHED, 0, 0.0, 30.0) == 1.0
+    silent_for = np.array([0.0, 5.0, 15.0, 30.0])
+    alive = bgnbd.p_alive(PUBLISHED, 3, 30.0 - silent_for, 30.0)
+    assert ((alive > 0) & (alive <= 1)).all()
+    assert (np.diff(alive) < 0).all()
+
+
+def test_new_customer_expectation_is_the_zero_history_case() -> None:
+    t = np.array([0.0, 1.0, 39.0, 78.0])
+    new = bgnbd.expected_purchases(PUBLISHED, t)
+    assert new[0] == 0.0
+    assert (np.diff(new) > 0).all()
+    assert new == pytest.approx([_paper_eq10(PUBLISHED, float(v), 0, 0.0, 0.0) if v else 0.0
+                                 for v in t])
+
+
+def test_cohort_curve_sums_new_customer_curves_from_each_first_purchase() -> None:
+    first = np.array([0.0, 0.0, 3.5, 10.0])
+    t = np.array([0.0, 5.0, 20.0])
+    got = bgnbd.expected_cohort_repeat_purchases(PUBLISHED, t, first)
+    brute = [sum(float(bgnbd.expected_purchases(PUBLISHED, max(v - s, 0.0))) for s in first)
+             for v in t]
+    assert got == pytest.approx(brute)
+
+
+def test_fit_refuses_data_without_repeat_purchases() -> None:
+    with pytest.raises(ValidationFailed, match="repeat purchase"):
+        bgnbd.fit(compress([0, 0], [0.0, 0.0], [3.0, 4.0]))
