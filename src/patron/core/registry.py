@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from patron.auth import models as auth_models
 from patron.cards import models as cards_models
-from patron.care import models as care_models
 from patron.cards import service as cards_service
+from patron.care import models as care_models
 from patron.catalog import models as catalog_models
 from patron.core import events, idempotency
 from patron.core.models import Base
+from patron.feedback import models as feedback_models
+from patron.feedback import service as feedback_service
 from patron.jobs import models as jobs_models
 from patron.loyalty import models as loyalty_models
 from patron.loyalty import service as loyalty_service
@@ -29,6 +31,8 @@ __all__ = [
     "care_models",
     "catalog_models",
     "events",
+    "feedback_models",
+    "feedback_service",
     "idempotency",
     "jobs_models",
     "loyalty_models",

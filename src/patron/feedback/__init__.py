@@ -1,0 +1,1 @@
+"""Customer feedback: complaints with an SLA, CSAT/NPS surveys, staff callback tasks."""
