@@ -1,4 +1,4 @@
-"""care: messages, webhooks, care rules and occasions, schedules
+"""care: messages, webhooks, care rules and occasions, schedules, outbox errors
 
 Revision ID: 0007
 Revises: 0006
@@ -145,15 +145,23 @@ def upgrade() -> None:
     with op.batch_alter_table('message_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_message_events_message_id'), ['message_id'], unique=False)
 
+    with op.batch_alter_table('outbox_events', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('last_error', sa.String(length=500), nullable=True))
+
     with op.batch_alter_table('members', schema=None) as batch_op:
         batch_op.add_column(sa.Column('guardian_consent', sa.Boolean(), nullable=False,
                                       server_default=sa.false()))
         batch_op.add_column(sa.Column('language', sa.String(length=8), nullable=True))
+        batch_op.create_index('ix_members_birthday', ['birth_month', 'birth_day'], unique=False)
 
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('outbox_events', schema=None) as batch_op:
+        batch_op.drop_column('last_error')
+
     with op.batch_alter_table('members', schema=None) as batch_op:
+        batch_op.drop_index('ix_members_birthday')
         batch_op.drop_column('language')
         batch_op.drop_column('guardian_consent')
 

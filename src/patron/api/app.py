@@ -11,10 +11,12 @@ from patron.api.routers import (
     audit,
     cards,
     catalog,
+    feedback,
     loyalty,
     me,
     member_io,
     members,
+    messaging,
     offers,
     sales,
     session,
@@ -45,7 +47,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     problems.install(app)
     v1 = APIRouter(prefix="/api/v1")
     for module in (session, me, stores, member_io, members, wallet, loyalty, sales, catalog,
-                   offers, cards, users, api_keys, audit):
+                   offers, cards, feedback, messaging, users, api_keys, audit):
         v1.include_router(module.router)
     app.include_router(v1)
 

@@ -8,7 +8,7 @@ from collections.abc import Collection
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from patron.catalog.models import Product
+from patron.catalog.models import Category, Product
 
 
 def find_products(session: Session, *, ids: Collection[uuid.UUID] = (),
@@ -23,3 +23,17 @@ def find_products(session: Session, *, ids: Collection[uuid.UUID] = (),
         return []
     return list(session.scalars(select(Product).where(or_(*conds))))
 
+
+
+def replenishment_cycles(session: Session) -> dict[uuid.UUID, tuple[uuid.UUID, int, str]]:
+    """Active products that run out: product id -> (category id, cycle days, name).
+
+    A product's own cycle wins over its category's; products with neither are left out.
+    """
+    rows = session.execute(
+        select(Product.id, Product.category_id, Product.name, Product.replenish_days,
+               Category.replenish_days)
+        .join(Category, Category.id == Product.category_id)
+        .where(Product.active.is_(True),
+               or_(Product.replenish_days.is_not(None), Category.replenish_days.is_not(None))))
+    return {pid: (cid, int(own or cat or 0), name) for pid, cid, name, own, cat in rows}

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from patron.auth import service as auth
 from patron.auth.enums import Role
+from patron.cli import analytics as analytics_cli
 from patron.cli import demo as demo_cli
 from patron.cli import doctor as doctor_cli
 from patron.cli import jobs as jobs_cli
@@ -27,9 +28,11 @@ user_app = typer.Typer(help="Staff users.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(members_cli.app, name="members")
+app.add_typer(analytics_cli.app, name="analytics")
 app.command("demo")(demo_cli.demo)
 app.command("doctor")(doctor_cli.doctor)
 app.command("daily")(jobs_cli.daily)
+app.command("worker")(jobs_cli.worker)
 console = Console()
 
 DbUrl = Annotated[str | None, typer.Option("--database-url", envvar="PATRON_DATABASE_URL",
@@ -42,6 +45,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only)")] = 1,
+    with_worker: Annotated[bool, typer.Option(
+        "--with-worker", help="Also run the message and schedule worker in this process "
+        "(a single shop's setup; run `patron worker` separately for a chain)")] = False,
 ) -> None:
     """Serve the web admin and the JSON API (OpenAPI at /docs)."""
     import os
@@ -54,6 +60,11 @@ def serve(
     if settings.is_sqlite and workers > 1:
         raise typer.BadParameter("SQLite serves from one process; use PostgreSQL for --workers",
                                  param_hint="--workers")
+    if with_worker:
+        from patron.jobs.build import start_in_thread
+
+        start_in_thread(settings)
+        console.print("worker: running in this process")
     console.print(f"patron on [bold]http://{host}:{port}[/] (API docs at /docs)")
     uvicorn.run("patron.api.app:create_app", factory=True, host=host, port=port,
                 workers=workers, log_level="info", proxy_headers=True)

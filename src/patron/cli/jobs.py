@@ -2,49 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.orm import Session
 
-from patron.cards import service as cards
 from patron.cli.common import open_db
-from patron.core.clock import Clock, SystemClock
-from patron.loyalty import membership
-from patron.loyalty import service as loyalty
-from patron.offers import service as offers
-
-
-def _points(session: Session, clock: Clock) -> dict[str, int]:
-    return loyalty.run_daily(session, clock=clock)
-
-
-def _tiers(session: Session, clock: Clock) -> dict[str, int]:
-    return {"reviewed": loyalty.review_tiers(session, clock=clock)}
-
-
-def _memberships(session: Session, clock: Clock) -> dict[str, int]:
-    return membership.run_daily(session, clock=clock)
-
-
-def _coupons(session: Session, clock: Clock) -> dict[str, int]:
-    return {"expired": offers.expire_due(session, clock=clock)}
-
-
-def _cards(session: Session, clock: Clock) -> dict[str, int]:
-    return dict(cards.run_daily(session, clock=clock))
-
-
-JOBS: list[tuple[str, Callable[[Session, Clock], dict[str, Any]]]] = [
-    ("points: release, expiring notices, expiry", _points),
-    ("paid memberships: notices, expiry", _memberships),
-    ("tiers: end-of-period review", _tiers),
-    ("coupons: expiry", _coupons),
-    ("stamp rewards, visit packages, gift cards: expiry", _cards),
-]
+from patron.core.clock import SystemClock
+from patron.jobs.daily import JOBS
 
 
 def daily(
@@ -64,3 +30,42 @@ def daily(
     finally:
         db.dispose()
     console.print(table)
+
+
+def worker(
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", envvar="PATRON_DATABASE_URL", help="SQLAlchemy URL")] = None,
+    once: Annotated[bool, typer.Option(
+        "--once", help="One pass (events, due messages, due schedules), then exit")] = False,
+    poll: Annotated[float, typer.Option(help="Seconds to wait when there is nothing to do",
+                                        min=0.05, max=60)] = 1.0,
+) -> None:
+    """Deliver messages and run the care rules and daily schedules until stopped (SIGTERM or
+    Ctrl-C stop it after the message in flight). Several may run at once on PostgreSQL."""
+    import signal
+    import threading
+
+    from patron.cli.common import settings_from
+    from patron.core.db import Database
+    from patron.jobs.build import build_worker
+
+    console = Console()
+    settings = settings_from(database_url)
+    db = Database.from_url(settings.database_url)
+    runner = build_worker(settings, db, poll_s=poll)
+    try:
+        if once:
+            done = runner.run_once()
+            console.print(f"events {done['events']}, messages {done['messages']}, "
+                          f"schedules {', '.join(done['schedules']) or 'none due'}")
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        console.print(f"patron worker {runner.ctx.worker_id} on "
+                      f"{db.engine.dialect.name}; channels: "
+                      f"{', '.join(sorted(runner.ctx.channel_kinds)) or 'none'}")
+        runner.run(stop)
+    finally:
+        runner.ctx.channels.close()
+        db.dispose()

@@ -1,6 +1,8 @@
 """Transactional outbox: business events written in the same transaction as the change.
 
-A consumer (the worker, built with the care issue) reads unprocessed rows in id order.
+The worker (``patron.jobs.worker``) reads unprocessed rows in ``seq`` order and runs each
+event's handlers in a savepoint; a handler that keeps failing is given up after a few
+attempts with the error kept in ``last_error``.
 Because the event row commits or rolls back with the change itself, a crash can neither
 lose an event for a committed change nor publish one for a change that never happened.
 """
@@ -31,6 +33,7 @@ class OutboxEvent(Base):
     occurred_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))  # why a handler failed
 
     __table_args__ = (Index("ix_outbox_events_pending", "processed_at", "seq"),)
 

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     wallet_spend_order: Literal["principal_first", "bonus_first", "proportional"] = (
         "principal_first")
 
+    # Where members reach this deployment: links in receipts and messages start here.
+    public_url: str = "http://127.0.0.1:8000"
+    # Shared secret that SMS providers without request signing (Aliyun reports, the generic
+    # gateway) put in their callback URL: ...?token=<this>. Unset: those callbacks are refused.
+    callback_token: SecretStr | None = None
+
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
     cookie_secure: bool = False
     max_upload_bytes: int = 50 * 1024 * 1024

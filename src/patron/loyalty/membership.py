@@ -202,3 +202,18 @@ def fee_revenue(session: Session, *, since: datetime, until: datetime) -> dict[s
         revenue[plan.code] = sales.net_line_revenue(session, product_id=plan.product_id,
                                                     since=since, until=until)
     return revenue
+
+
+def current_period(session: Session, *, member_id: uuid.UUID
+                   ) -> tuple[Membership, MembershipPlan, int] | None:
+    """The member's active paid period that ends last, its plan and the plan's price now
+    (what a renewal costs), for renewal reminders and the member page."""
+    period = session.scalar(select(Membership).where(
+        Membership.member_id == member_id, Membership.status == "active")
+        .order_by(Membership.ends_at.desc()).limit(1))
+    if period is None:
+        return None
+    plan = session.get(MembershipPlan, period.plan_id)
+    assert plan is not None
+    products = catalog.find_products(session, ids={plan.product_id})
+    return period, plan, products[0].price_minor if products else 0

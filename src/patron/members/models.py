@@ -81,6 +81,7 @@ class Member(Base):
         Index("ix_members_phone_last4", "phone_last4"),
         Index("ix_members_name", "name"),
         Index("ix_members_home_store_id", "home_store_id"),
+        Index("ix_members_birthday", "birth_month", "birth_day"),  # the daily greeting job
         CheckConstraint("birth_month IS NULL OR birth_month BETWEEN 1 AND 12", name="birth_month"),
         CheckConstraint("birth_day IS NULL OR birth_day BETWEEN 1 AND 31", name="birth_day"),
         CheckConstraint("status IN ('active','merged','deleted')", name="status"),
