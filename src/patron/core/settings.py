@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # Shared secret that SMS providers without request signing (Aliyun reports, the generic
     # gateway) put in their callback URL: ...?token=<this>. Unset: those callbacks are refused.
     callback_token: SecretStr | None = None
+    # How long a worker may take to send one message before another worker presumes it
+    # dead and sends the message again (at least once; see messaging.service).
+    worker_lease_seconds: int = Field(default=90, ge=1, le=3600)
 
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
     cookie_secure: bool = False

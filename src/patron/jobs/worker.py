@@ -149,8 +149,9 @@ def send_one(ctx: WorkerContext, claimed: messaging.Claimed) -> SendResult:
 def deliver_due(ctx: WorkerContext, *, limit: int = 50) -> int:
     """Lease, send and book up to ``limit`` due messages; returns how many were sent or tried."""
     with ctx.db.write() as session:
-        claimed = messaging.claim_due(session, clock=ctx.clock, limit=limit,
-                                      channels=ctx.channel_kinds)
+        claimed = messaging.claim_due(
+            session, clock=ctx.clock, limit=limit, channels=ctx.channel_kinds,
+            lease=timedelta(seconds=ctx.settings.worker_lease_seconds))
     for item in claimed:
         result = send_one(ctx, item)
         with ctx.db.write() as session:

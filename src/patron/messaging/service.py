@@ -237,7 +237,7 @@ class Claimed:
 
 
 def claim_due(session: Session, *, clock: Clock, limit: int = 100,
-              channels: set[str] | None = None) -> list[Claimed]:
+              channels: set[str] | None = None, lease: timedelta = LEASE) -> list[Claimed]:
     """Lease up to ``limit`` due messages to this worker, applying the gate first.
 
     Due: queued with ``not_before`` passed, or ``sending`` with an expired lease (a worker
@@ -283,7 +283,7 @@ def claim_due(session: Session, *, clock: Clock, limit: int = 100,
             _event(session, message, now, "deferred",
                    f"{decision.reason} until {decision.until.isoformat()}")
             continue
-        message.status, message.lease_until = "sending", now + LEASE
+        message.status, message.lease_until = "sending", now + lease
         message.attempts += 1
         message.updated_at = now
         if message.purpose == "marketing":
