@@ -11,6 +11,7 @@ from rich.console import Console
 from patron.auth import service as auth
 from patron.auth.enums import Role
 from patron.cli import analytics as analytics_cli
+from patron.cli import backup as backup_cli
 from patron.cli import demo as demo_cli
 from patron.cli import doctor as doctor_cli
 from patron.cli import jobs as jobs_cli
@@ -33,6 +34,8 @@ app.command("demo")(demo_cli.demo)
 app.command("doctor")(doctor_cli.doctor)
 app.command("daily")(jobs_cli.daily)
 app.command("worker")(jobs_cli.worker)
+app.command("backup")(backup_cli.backup)
+app.command("restore")(backup_cli.restore)
 console = Console()
 
 DbUrl = Annotated[str | None, typer.Option("--database-url", envvar="PATRON_DATABASE_URL",
