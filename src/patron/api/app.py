@@ -40,9 +40,14 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
         version="1",
         summary="Members, loyalty and customer care for shops and chains of stores.",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served from the package below, not from a CDN
         redoc_url=None,
     )
+    from patron.api.security import SecurityMiddleware, install_docs
+
+    install_docs(app)
+    app.add_middleware(SecurityMiddleware, hsts=settings.cookie_secure,
+                       upload_limit=settings.max_upload_bytes + 64 * 1024)
     app.state.ctx = AppContext(settings=settings, db=db, clock=clock or SystemClock())
     problems.install(app)
     v1 = APIRouter(prefix="/api/v1")
