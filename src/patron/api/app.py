@@ -18,6 +18,7 @@ from patron.api.routers import (
     members,
     messaging,
     offers,
+    promotions,
     sales,
     session,
     stores,
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     problems.install(app)
     v1 = APIRouter(prefix="/api/v1")
     for module in (session, me, stores, member_io, members, wallet, loyalty, sales, catalog,
-                   offers, cards, feedback, messaging, users, api_keys, audit):
+                   offers, promotions, cards, feedback, messaging, users, api_keys, audit):
         v1.include_router(module.router)
     app.include_router(v1)
 

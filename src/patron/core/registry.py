@@ -18,6 +18,7 @@ from patron.loyalty import service as loyalty_service
 from patron.members import models as members_models
 from patron.messaging import models as messaging_models
 from patron.offers import models as offers_models
+from patron.offers import promotion_models, promotion_service
 from patron.offers import service as offers_service
 from patron.sales import models as sales_models
 from patron.wallet import models as wallet_models
@@ -41,6 +42,8 @@ __all__ = [
     "messaging_models",
     "offers_models",
     "offers_service",
+    "promotion_models",
+    "promotion_service",
     "sales_models",
     "wallet_models",
     "wallet_service",

@@ -2,17 +2,25 @@
 
 ``occurred_at`` is when the customer paid (an offline till may report it late);
 ``recorded_at`` is when patron learned of it.
+
+Promotions: a sale line keeps the product's category as it was at the sale (promotions
+select by category, and a refund reprices with the categories of the sale), and a gift a
+promotion added is a line at zero price that names its promotion (``gift_promotion_id``).
+``sale_promotions`` keeps, per promotion that applied, the definition it was priced with,
+what it took off each line and what it gave (saving, gift value, cashback), and what
+refunds have since given back to its budget.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from patron.core.models import Base, BigInt, uuid_pk
+from patron.core.models import Base, BigInt, JSONType, uuid_pk
 
 
 class Sale(Base):
@@ -44,6 +52,9 @@ class Sale(Base):
     discounts: Mapped[list[SaleDiscount]] = relationship(
         cascade="all, delete-orphan", lazy="selectin"
     )
+    applied_promotions: Mapped[list[SalePromotion]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="SalePromotion.position"
+    )
 
     __table_args__ = (
         UniqueConstraint("store_id", "receipt_no"),
@@ -68,6 +79,8 @@ class SaleLine(Base):
     discount_minor: Mapped[int] = mapped_column(BigInt, default=0)
     total_minor: Mapped[int] = mapped_column(BigInt)
     refunded_quantity: Mapped[int] = mapped_column(default=0)
+    category_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("categories.id"))
+    gift_promotion_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("promotions.id"))
 
     __table_args__ = (
         UniqueConstraint("sale_id", "line_no"),
@@ -115,6 +128,55 @@ class SaleDiscount(Base):
     __table_args__ = (CheckConstraint("amount_minor > 0", name="amount"),)
 
 
+class SalePromotion(Base):
+    """One promotion that applied to a sale, as it was applied.
+
+    ``definition`` is the engine's ``Promotion`` (JSON) at the sale and ``tier_code`` the
+    tier the basket was priced for: a refund reprices the kept units with them.
+    ``allocation`` lists ``[line_no, amount]`` pairs that add up to ``saving_minor``.
+    ``value_minor`` (saving + gift value + cashback) is what the promotion gave away and
+    what its budget counter grew by; ``discount_returned_minor`` and
+    ``cashback_reclaimed_minor`` are what refunds have taken back from the customer (and
+    given back to the budget), ``cashback_unrecovered_minor`` the cashback a refund could
+    not take back because the wallet no longer held it.
+    """
+
+    __tablename__ = "sale_promotions"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    sale_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sales.id"), index=True)
+    promotion_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("promotions.id"), index=True)
+    position: Mapped[int]  # the order the engine applied them in
+    promotion_version: Mapped[int]
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(24))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    tier_code: Mapped[str | None] = mapped_column(String(32))
+    applications: Mapped[int] = mapped_column(default=1)
+    saving_minor: Mapped[int] = mapped_column(BigInt, default=0)
+    gift_value_minor: Mapped[int] = mapped_column(BigInt, default=0)
+    cashback_minor: Mapped[int] = mapped_column(BigInt, default=0)
+    value_minor: Mapped[int] = mapped_column(BigInt, default=0)
+    allocation: Mapped[list[list[int]]] = mapped_column(JSONType)
+    discount_returned_minor: Mapped[int] = mapped_column(BigInt, default=0)
+    cashback_reclaimed_minor: Mapped[int] = mapped_column(BigInt, default=0)
+    cashback_unrecovered_minor: Mapped[int] = mapped_column(BigInt, default=0)
+
+    __table_args__ = (
+        UniqueConstraint("sale_id", "promotion_id"),
+        CheckConstraint("saving_minor >= 0 AND gift_value_minor >= 0 AND cashback_minor >= 0",
+                        name="non_negative"),
+        CheckConstraint("value_minor = saving_minor + gift_value_minor + cashback_minor",
+                        name="value_adds_up"),
+        CheckConstraint("discount_returned_minor >= 0 "
+                        "AND discount_returned_minor <= saving_minor + gift_value_minor",
+                        name="returned_within_discount"),
+        CheckConstraint("cashback_reclaimed_minor >= 0 AND cashback_unrecovered_minor >= 0 "
+                        "AND cashback_reclaimed_minor + cashback_unrecovered_minor "
+                        "<= cashback_minor", name="cashback_within_award"),
+    )
+
+
 class Refund(Base):
     __tablename__ = "refunds"
 
@@ -126,6 +188,8 @@ class Refund(Base):
     points_debt: Mapped[int] = mapped_column(BigInt, default=0)
     points_returned: Mapped[int] = mapped_column(BigInt, default=0)
     wallet_returned_minor: Mapped[int] = mapped_column(BigInt, default=0)
+    cashback_reclaimed_minor: Mapped[int] = mapped_column(BigInt, default=0)
+    cashback_unrecovered_minor: Mapped[int] = mapped_column(BigInt, default=0)
     reason: Mapped[str] = mapped_column(String(500), default="")
     actor_label: Mapped[str] = mapped_column(String(200))
     occurred_at: Mapped[datetime]

@@ -1,9 +1,10 @@
-"""API shapes of checkout and refunds."""
+"""API shapes of checkout, quotes and refunds."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -56,6 +57,19 @@ class ReceiptLine(BaseModel):
     discount_minor: int
     total_minor: int
     refunded_quantity: int
+    gift_promotion_id: uuid.UUID | None = Field(
+        default=None, description="Set on a gift line: the promotion that gave it")
+
+
+class ReceiptPromotion(BaseModel):
+    """A promotion that applied to the sale and what it gave."""
+
+    id: uuid.UUID
+    name: str
+    kind: str
+    saving_minor: int
+    gift_value_minor: int = 0
+    cashback_minor: int = 0
 
 
 class ReceiptDiscount(BaseModel):
@@ -90,9 +104,11 @@ class Receipt(BaseModel):
     lines: list[ReceiptLine]
     subtotal_minor: int
     discounts: list[ReceiptDiscount]
+    promotions: list[ReceiptPromotion] = Field(default_factory=list)
     discount_minor: int
     total_minor: int
     refunded_minor: int
+    cashback_minor: int = Field(default=0, description="Credited to the wallet as bonus")
     payments: list[ReceiptPayment]
     points_earned: int
     points_redeemed: int
@@ -125,4 +141,74 @@ class RefundRead(BaseModel):
     points_debt: int
     points_returned: int
     wallet_returned_minor: int
+    cashback_reclaimed_minor: int = 0
+    cashback_unrecovered_minor: int = Field(
+        default=0, description="Cashback the wallet no longer held: the shop's loss")
     sale: Receipt
+
+
+# ---------------------------------------------------------------- quotes
+
+
+class QuoteLine(BaseModel):
+    """A priced line of a quote: what each stage took off it."""
+
+    line_no: int
+    product_id: uuid.UUID
+    sku: str
+    name: str
+    quantity: int
+    unit_price_minor: int
+    promotion_discount_minor: int
+    coupon_discount_minor: int
+    tier_discount_minor: int
+    discount_minor: int
+    total_minor: int
+    gift_promotion_id: uuid.UUID | None = None
+
+
+class QuoteCoupon(BaseModel):
+    code: str
+    label: str
+    discount_minor: int
+
+
+class NearMissRead(BaseModel):
+    """A promotion the basket almost reaches: what is missing, with the till's text."""
+
+    promotion_id: uuid.UUID
+    name: str
+    kind: str
+    message_key: str
+    missing_quantity: int
+    missing_minor: int
+    products: list[uuid.UUID]
+    categories: list[uuid.UUID]
+    params: dict[str, Any]
+    texts: dict[str, str] = Field(description="The hint in each language (en, zh_CN)")
+
+
+class SaleQuote(BaseModel):
+    """What the basket would cost if checked out now; nothing is written or reserved.
+
+    ``total_minor`` is what the payments of the sale must add up to (points included at
+    their value); limits and coupons are checked again, under locks, at checkout.
+    """
+
+    store_id: uuid.UUID
+    member_id: uuid.UUID | None
+    occurred_at: datetime
+    currency: str
+    lines: list[QuoteLine]
+    subtotal_minor: int
+    promotions: list[ReceiptPromotion]
+    promotion_discount_minor: int
+    coupons_allowed: bool
+    coupons: list[QuoteCoupon]
+    tier_discount: ReceiptDiscount | None
+    discounts: list[ReceiptDiscount]
+    discount_minor: int
+    total_minor: int
+    points_value_minor: int
+    cashback_minor: int
+    near_misses: list[NearMissRead]

@@ -11,6 +11,8 @@ class EntryKind(StrEnum):
     ADJUST = "adjust"
     MERGE_IN = "merge_in"
     MERGE_OUT = "merge_out"
+    CASHBACK = "cashback"  # a promotion's cashback on a sale: bonus, the shop's money
+    CASHBACK_REVERSAL = "cashback_reverse"  # a refund takes (part of) it back
 
 
 class SpendOrder(StrEnum):

@@ -202,6 +202,64 @@ def refund_spend(session: Session, *, clock: Clock, actor: Principal | None,
                    reverses_id=original.id, reason=reason)
 
 
+def credit_cashback(session: Session, *, clock: Clock, member_id: uuid.UUID,
+                    amount_minor: int, sale_id: uuid.UUID, store_id: uuid.UUID | None,
+                    reason: str = "") -> WalletEntry:
+    """Credit a promotion's cashback for a sale, as bonus.
+
+    Cashback is the shop's money, not the customer's: like a top-up bonus it is spent but
+    never cashed out (``cash_out`` returns principal only), and a refund of the sale takes
+    it back (``reclaim_cashback``). The entry points at the sale.
+    """
+    _check_amount(amount_minor)
+    account = _open_account(session, clock=clock, member_id=member_id)
+    return _append(session, clock=clock, account=account, kind=EntryKind.CASHBACK,
+                   principal_delta=0, bonus_delta=amount_minor, actor=None,
+                   store_id=store_id, sale_id=sale_id, reason=reason)
+
+
+@dataclass(frozen=True)
+class Reclaimed:
+    """What a refund took back of a sale's cashback, and what the wallet no longer held."""
+
+    taken_minor: int
+    unrecovered_minor: int
+
+
+def reclaim_cashback(session: Session, *, clock: Clock, actor: Principal | None,
+                     member_id: uuid.UUID, sale_id: uuid.UUID, amount_minor: int,
+                     reason: str = "") -> Reclaimed:
+    """Take back up to ``amount_minor`` of the cashback credited for ``sale_id``.
+
+    From the member's wallet as it is now (a merge may have moved the balance), bonus
+    first, then principal, never below zero: cashback already spent cannot be taken back
+    and is reported as unrecovered (the caller records it; a wallet has no debt). Never
+    more than was credited for the sale, less what was already taken back.
+    """
+    _check_amount(amount_minor)
+    credits = list(session.scalars(select(WalletEntry).where(
+        WalletEntry.sale_id == sale_id, WalletEntry.kind == EntryKind.CASHBACK.value)))
+    account = _locked_account(session, member_id=member_id)
+    if not credits or account is None:
+        return Reclaimed(0, amount_minor)
+    credited = sum(e.bonus_delta_minor for e in credits)
+    taken_before = -int(session.scalar(select(
+        func.coalesce(func.sum(WalletEntry.principal_delta_minor
+                               + WalletEntry.bonus_delta_minor), 0))
+        .where(WalletEntry.sale_id == sale_id,
+               WalletEntry.kind == EntryKind.CASHBACK_REVERSAL.value)) or 0)
+    wanted = min(amount_minor, max(0, credited - taken_before))
+    from_bonus = min(wanted, account.bonus_minor)
+    from_principal = min(wanted - from_bonus, account.principal_minor)
+    taken = from_bonus + from_principal
+    if taken:
+        _append(session, clock=clock, account=account, kind=EntryKind.CASHBACK_REVERSAL,
+                principal_delta=-from_principal, bonus_delta=-from_bonus, actor=actor,
+                store_id=credits[0].store_id, sale_id=sale_id, reverses_id=credits[0].id,
+                reason=reason)
+    return Reclaimed(taken, amount_minor - taken)
+
+
 def cash_out(session: Session, *, clock: Clock, actor: Principal, member_id: uuid.UUID,
              amount_minor: int, store_id: uuid.UUID | None = None,
              reason: str = "") -> WalletEntry:

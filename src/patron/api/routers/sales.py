@@ -1,5 +1,6 @@
-"""Checkout and refunds at the till. Both need an ``Idempotency-Key``: a till that timed out
-re-sends the same key and gets the first receipt back, nothing booked twice."""
+"""Checkout, quotes and refunds at the till. Checkout and refunds need an
+``Idempotency-Key``: a till that timed out re-sends the same key and gets the first receipt
+back, nothing booked twice. A quote writes nothing and needs no key."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from patron.api.deps import AppContext, Ctx, CurrentPrincipal, DbSession, RawBod
 from patron.api.idempotent import run_once
 from patron.api.routers.wallet import IDEMPOTENCY
 from patron.sales import service as sales
-from patron.sales.schemas import Receipt, RefundCreate, RefundRead, SaleCreate
+from patron.sales.schemas import Receipt, RefundCreate, RefundRead, SaleCreate, SaleQuote
 from patron.wallet.enums import SpendOrder
 
 router = APIRouter(prefix="/sales", tags=["sales"])
@@ -37,6 +38,16 @@ def create_sale(request: Request, ctx: Ctx, principal: CurrentPrincipal, body: S
                              currency=ctx.settings.currency)
 
     return run_once(request, ctx, principal, raw, work)
+
+
+@router.post("/quote", operation_id="quote_sale")
+def quote_sale(ctx: Ctx, principal: CurrentPrincipal, body: SaleCreate) -> SaleQuote:
+    """Price a basket as checkout would now: promotions with their savings, coupons, the
+    tier discount, the total to pay, cashback, and the promotions it almost reaches.
+    Writes and reserves nothing (payments may be left out)."""
+    with ctx.db.read() as session:
+        return sales.quote(session, clock=ctx.clock, actor=principal, till=till_config(ctx),
+                           data=body)
 
 
 @router.get("/{sale_id}", operation_id="get_sale")
