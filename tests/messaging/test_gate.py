@@ -173,3 +173,14 @@ def test_consent_withdrawn_by_staff_also_stops_queued_marketing(
                            channel=Channel.SMS, granted=False, source="admin")
     messaging.claim_due(session, clock=clock)
     assert _status(session, queued) == ("suppressed", "no_consent")
+
+
+def test_one_time_codes_are_not_kept_after_sending(session: Session, clock: FixedClock,
+                                                   member: Member) -> None:
+    [mid] = messaging.enqueue(session, clock=clock, messages=[messaging.Outgoing(
+        dedupe_key="otp:1", channel="sms", purpose="transactional", template="otp",
+        language="en", recipient=member.phone or "", body="Your code is 482913",
+        member_id=member.id, payload={"sms_params": {"code": "482913"}})])
+    assert _send(session, clock) == [mid]
+    row = session.get(Message, mid)
+    assert row is not None and "482913" not in row.body and row.payload == {}

@@ -50,6 +50,9 @@ from patron.messaging.quiet_hours import next_allowed_time
 #: Words that withdraw SMS consent when a member replies with them (China and the West).
 STOP_WORDS = frozenset({"T", "TD", "N", "STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END",
                         "QUIT", "退订", "退订T", "取消"})
+#: Templates whose text is a secret (a one-time code): kept only until sent.
+SECRET_TEMPLATES = frozenset({"otp"})
+REDACTED = "(one-time code: not kept after sending)"
 LEASE = timedelta(seconds=90)  # a worker that has not reported back by then is presumed dead
 MIN_AGE_WITHOUT_GUARDIAN = 14
 BACKOFF_BASE_S = 30
@@ -315,6 +318,10 @@ def record_result(session: Session, *, clock: Clock, message_id: uuid.UUID,
         raise NotFound("No such message", "message_id")
     now = clock.now()
     message.updated_at, message.lease_until = now, None
+    if message.template in SECRET_TEMPLATES and (result.ok or result.status is
+                                                 SendStatus.PERMANENT):
+        # a one-time code is needed until it has gone, never after: don't keep it
+        message.body, message.html, message.payload = REDACTED, None, {}
     if result.ok:
         message.status = "sent"
         message.sent_at = message.sent_at or now
