@@ -7,6 +7,7 @@ from fastapi import APIRouter, FastAPI
 from patron.api import problems
 from patron.api.deps import AppContext
 from patron.api.routers import (
+    analytics,
     api_keys,
     audit,
     cards,
@@ -19,6 +20,7 @@ from patron.api.routers import (
     messaging,
     offers,
     promotions,
+    reports,
     sales,
     session,
     stores,
@@ -55,6 +57,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     for module in (session, me, stores, member_io, members, wallet, loyalty, sales, catalog,
                    offers, promotions, cards, feedback, messaging, users, api_keys, audit):
         v1.include_router(module.router)
+    v1.include_router(analytics.router)
+    v1.include_router(reports.router)
     app.include_router(v1)
 
     from patron.web import routes as web  # the web layer is optional for API-only tests

@@ -1,0 +1,369 @@
+"""The analytics refresh on 1,000,000 members and about 10,000,000 sale lines.
+
+A SQLite database of members with two years of BG/NBD purchases (plus walk-ins, several
+lines a sale) is generated straight into the tables with executemany and cached in
+``bench/out/``; then ``patron.analytics.service.refresh`` runs on it exactly as the nightly
+job does, and the table shows each stage's wall time and the peak resident memory reached
+by its end (the child process that reads SQLite is reported separately). Beside it:
+
+* the engine's scan floor: DuckDB over the same SQLite file, ``SELECT member_id,
+  count(*), sum(total - refunded) ... GROUP BY member_id`` (what any summary must at least
+  cost), in a child process as the refresh reads it;
+* ``lifetimes`` (BetaGeoFitter + GammaGammaFitter) on the same per-member summary, if it is
+  importable. It is not a patron dependency and must not become one: to get that row, run
+  the bench from a throwaway venv that has it (``uv venv /tmp/lt && uv pip install -p
+  /tmp/lt lifetimes -e .``).
+
+    .venv/bin/python bench/analytics.py                      # 1,000,000 members
+    .venv/bin/python bench/analytics.py --members 100000     # about 1,000,000 lines
+    .venv/bin/python bench/analytics.py --rebuild            # regenerate the database
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from patron.analytics import scores, service, source
+from patron.core import migrate
+from patron.core.clock import FixedClock
+from patron.core.db import Database, make_engine
+
+OUT = Path(__file__).resolve().parent / "out"
+AS_OF = date(2026, 11, 22)
+TIMEZONE = "Asia/Shanghai"
+DAYS = 730  # two years of history
+START = datetime(2024, 11, 23, 1, tzinfo=UTC)  # 09:00 in Shanghai
+# purchase rhythm per member (days): mean rate r/alpha ≈ one visit a month, a fifth of
+# members lapse after each repeat purchase on average
+R, ALPHA, A, B = 0.5, 15.0, 0.6, 2.4
+WALK_IN_SHARE = 0.2
+CHUNK = 200_000
+console = Console(width=max(120, Console().width))
+
+
+def peak_mb(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # kB on Linux
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (a busy machine inflates wall
+    time, not this)."""
+    own, children = (resource.getrusage(w) for w in (resource.RUSAGE_SELF,
+                                                     resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+# ---------------------------------------------------------------- the database
+
+
+def _ids(prefix: int, n: int, rng: np.random.Generator) -> list[str]:
+    """``n`` 32-hex ids, increasing (cheap appends to the primary-key B-tree), unique."""
+    seq = np.arange(n, dtype=np.uint64) + np.uint64(prefix) * np.uint64(10**12)
+    low = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64)
+    return [f"{a:016x}{b:016x}" for a, b in zip(seq.tolist(), low.tolist(), strict=True)]
+
+
+def _stamp(seconds: np.ndarray) -> list[str]:
+    """UTC seconds since START as SQLAlchemy's SQLite text ('YYYY-MM-DD HH:MM:SS.ffffff')."""
+    at = np.datetime64(START.replace(tzinfo=None), "s") + seconds.astype("timedelta64[s]")
+    text = np.datetime_as_string(at, unit="s")
+    return [t.replace("T", " ") + ".000000" for t in text.tolist()]
+
+
+def generate(path: Path, members: int, seed: int) -> dict[str, int]:
+    """Write the members, stores, catalogue and sales into a migrated SQLite file."""
+    rng = np.random.default_rng(seed)
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA cache_size=-1000000")
+    conn.execute("BEGIN")
+    created = _stamp(np.zeros(1))[0]
+    stores = _ids(1, 3, rng)
+    conn.executemany("INSERT INTO stores (id, code, name, address, timezone, active, created_at)"
+                     " VALUES (?, ?, ?, '', ?, 1, ?)",
+                     [(s, f"S{i}", f"Store {i}", TIMEZONE, created) for i, s in enumerate(stores)])
+    categories = _ids(2, 12, rng)
+    conn.executemany("INSERT INTO categories (id, code, name) VALUES (?, ?, ?)",
+                     [(c, f"C{i}", f"Category {i}") for i, c in enumerate(categories)])
+    n_products = 200
+    products = _ids(3, n_products, rng)
+    product_category = rng.integers(0, 12, n_products)
+    price = np.round(np.exp(rng.normal(np.log(3000), 0.8, n_products)) / 10) * 10
+    price = price.astype(np.int64)
+    popularity = rng.pareto(1.5, n_products) + 0.05
+    popularity /= popularity.sum()
+    conn.executemany(
+        "INSERT INTO products (id, sku, name, category_id, price_minor, active) "
+        "VALUES (?, ?, ?, ?, ?, 1)",
+        [(p, f"SKU{i}", f"Product {i}", categories[c], int(v))
+         for i, (p, c, v) in enumerate(zip(products, product_category.tolist(), price.tolist(),
+                                           strict=True))])
+
+    # members: join over the two years, first purchase at joining (BG/NBD's time 0)
+    join_day = np.sort(rng.uniform(0, DAYS - 1, members))
+    join_s = (join_day * 86400).astype(np.int64)
+    member_ids = _ids(4, members, rng)
+    home = rng.integers(0, 3, members)
+    joined = _stamp(join_s)
+    for start in range(0, members, CHUNK):
+        end = min(start + CHUNK, members)
+        conn.executemany(
+            "INSERT INTO members (id, card_no, name, birth_leap_month, preferences, "
+            "home_store_id, enrolled_store_id, sms_consent, email_consent, guardian_consent, "
+            "status, joined_at, updated_at) VALUES (?, ?, ?, 0, '', ?, ?, 0, 0, 0, 'active', "
+            "?, ?)",
+            [(member_ids[i], f"{9_000_000_000 + i}", f"Member {i}", stores[home[i]],
+              stores[home[i]], joined[i], joined[i]) for i in range(start, end)])
+
+    # repeat purchases (BG/NBD, exact): N ~ Poisson(λT) events in the window, the first
+    # x = min(N, K) kept, K ~ Geometric(p). The first x of N uniform order statistics are
+    # cumsum(E_1..E_x) / (E_1 + ... + E_x + G), E ~ Exp(1), G ~ Gamma(N + 1 - x).
+    age = DAYS - join_day
+    lam = rng.gamma(R, 1.0 / ALPHA, members)
+    k = rng.geometric(rng.beta(A, B, members))
+    big_n = rng.poisson(lam * age)
+    x = np.minimum(big_n, k)
+    owner = np.repeat(np.arange(members), x)
+    gaps = rng.exponential(1.0, owner.shape[0])
+    total = np.cumsum(gaps)
+    before = np.concatenate([[0.0], total])[np.repeat(np.cumsum(x) - x, x)]
+    denominator = np.bincount(owner, weights=gaps, minlength=members) + rng.gamma(
+        (big_n + 1 - x).astype(np.float64), 1.0)
+    when = age[owner] * (total - before) / denominator[owner]
+    owner = np.concatenate([np.arange(members), owner])
+    sale_s = np.concatenate([join_s + rng.integers(60, 600, members),
+                             join_s[owner[members:]] + (when * 86400).astype(np.int64)])
+    walk_ins = int(owner.shape[0] * WALK_IN_SHARE / (1 - WALK_IN_SHARE))
+    owner = np.concatenate([owner, np.full(walk_ins, -1)])
+    sale_s = np.concatenate([sale_s, rng.integers(0, DAYS * 86400, walk_ins)])
+    order = np.argsort(sale_s, kind="stable")
+    owner, sale_s = owner[order], sale_s[order]
+    n_sales = owner.shape[0]
+    sale_ids = _ids(5, n_sales, rng)
+    sale_store = np.where(owner >= 0, home[np.maximum(owner, 0)], rng.integers(0, 3, n_sales))
+    stamps = _stamp(sale_s)
+    lines_per_sale = 1 + rng.poisson(0.5, n_sales)
+    line_sale = np.repeat(np.arange(n_sales), lines_per_sale)
+    line_no = np.arange(line_sale.shape[0]) - np.repeat(np.cumsum(lines_per_sale)
+                                                         - lines_per_sale, lines_per_sale) + 1
+    line_product = rng.choice(n_products, line_sale.shape[0], p=popularity)
+    quantity = 1 + rng.poisson(0.3, line_sale.shape[0])
+    unit = price[line_product]
+    line_total = quantity * unit
+    sale_total = np.bincount(line_sale, weights=line_total, minlength=n_sales).astype(np.int64)
+    line_ids = _ids(6, line_sale.shape[0], rng)
+    for start in range(0, n_sales, CHUNK):
+        end = min(start + CHUNK, n_sales)
+        conn.executemany(
+            "INSERT INTO sales (id, store_id, member_id, receipt_no, source, occurred_at, "
+            "recorded_at, subtotal_minor, discount_minor, total_minor, refunded_minor, "
+            "points_earned, points_redeemed, status) "
+            "VALUES (?, ?, ?, ?, 'import', ?, ?, ?, 0, ?, 0, 0, 0, 'completed')",
+            [(sale_ids[i], stores[sale_store[i]],
+              member_ids[owner[i]] if owner[i] >= 0 else None, f"R{i}", stamps[i], stamps[i],
+              int(sale_total[i]), int(sale_total[i])) for i in range(start, end)])
+    n_lines = line_sale.shape[0]
+    for start in range(0, n_lines, CHUNK):
+        end = min(start + CHUNK, n_lines)
+        conn.executemany(
+            "INSERT INTO sale_lines (id, sale_id, line_no, product_id, quantity, "
+            "unit_price_minor, discount_minor, total_minor, refunded_quantity) "
+            "VALUES (?, ?, ?, ?, ?, ?, 0, ?, 0)",
+            [(line_ids[j], sale_ids[line_sale[j]], int(line_no[j]), products[line_product[j]],
+              int(quantity[j]), int(unit[j]), int(line_total[j])) for j in range(start, end)])
+    conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return {"members": members, "sales": n_sales, "lines": n_lines}
+
+
+# ---------------------------------------------------------------- the floor
+
+
+FLOOR_SQL = """
+SELECT member_id, count(*) AS n, sum(total_minor - refunded_minor) AS net
+FROM oltp.sales WHERE member_id IS NOT NULL GROUP BY member_id
+"""
+
+
+def floor(path: str) -> dict[str, float]:
+    """Run in a child process: DuckDB's group-by over the SQLite sales (and a line count)."""
+    import duckdb
+
+    duck = duckdb.connect()
+    duck.execute(f"LOAD '{source.sqlite_scanner_path()}'")
+    duck.execute(f"ATTACH '{path}' AS oltp (TYPE sqlite, READ_ONLY)")
+    started = time.perf_counter()
+    groups = len(duck.execute(FLOOR_SQL).fetchall())
+    sales_s = time.perf_counter() - started
+    started = time.perf_counter()
+    lines = duck.execute("SELECT count(*), sum(total_minor) FROM oltp.sale_lines").fetchone()
+    lines_s = time.perf_counter() - started
+    assert lines is not None
+    return {"groups": groups, "sales_s": sales_s, "lines": lines[0], "lines_s": lines_s,
+            "peak_mb": peak_mb()}
+
+
+# ---------------------------------------------------------------- lifetimes
+
+
+def lifetimes_row(db: Database) -> tuple[str, str, str] | None:
+    """(label, seconds, detail) for lifetimes on the same summary, or None if missing."""
+    try:
+        from lifetimes import BetaGeoFitter, GammaGammaFitter  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    with source.open_source(db, as_of=AS_OF, timezone=TIMEZONE,
+                            tables=["sales", "members", "surveys", "holdings",
+                                    "lines"]) as src:
+        history = scores.member_history(src)
+    b = history.bought
+    x, t_x, age = history.frequency[b], history.t_x_days[b], history.age_days[b]
+    started = time.perf_counter()
+    bg = BetaGeoFitter().fit(x, t_x, age)
+    repeat = x > 0
+    gg = GammaGammaFitter().fit(x[repeat], history.repeat_monetary[b][repeat])
+    seconds = time.perf_counter() - started
+    p = bg.params_
+    return ("lifetimes BG/NBD + Gamma-Gamma fit", f"{seconds:.2f}",
+            f"r={p['r']:.3g} alpha={p['alpha']:.3g} a={p['a']:.3g} b={p['b']:.3g}; "
+            f"p={gg.params_['p']:.3g} q={gg.params_['q']:.3g} v={gg.params_['v']:.4g}")
+
+
+# ---------------------------------------------------------------- the refresh
+
+
+def refresh_child(path: str) -> dict[str, Any]:
+    """Run in a child process (so its memory figures are the refresh's own)."""
+    db = Database.from_url(f"sqlite:///{path}")
+    marks: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+
+    def progress(stage: str, _index: int, _total: int) -> None:
+        marks[stage] = peak_mb()
+        cpu[stage] = cpu_seconds()
+
+    clock = FixedClock(datetime.combine(AS_OF + timedelta(days=1), datetime.min.time(),
+                                        tzinfo=UTC))
+    result = service.refresh(db, clock, timezone=TIMEZONE, as_of=AS_OF, progress=progress)
+    with db.read() as session:
+        sales = session.connection().exec_driver_sql("SELECT count(*) FROM sales").scalar()
+        lines = session.connection().exec_driver_sql("SELECT count(*) FROM sale_lines").scalar()
+    db.dispose()
+    following = [*service.STAGES[1:], "done"]
+    return {"stages": result.stages, "params": result.params, "members": result.members,
+            "cycles": result.category_cycles, "sales": sales, "lines": lines,
+            "peak_mb": {name: marks[nxt] for name, nxt in zip(service.STAGES, following,
+                                                              strict=True)},
+            "cpu_s": {name: cpu[nxt] - cpu[name] for name, nxt in zip(service.STAGES,
+                                                                       following, strict=True)},
+            "child_peak_mb": peak_mb(resource.RUSAGE_CHILDREN)}
+
+
+def _child(flag: str, *args: str) -> Any:
+    done = subprocess.run([sys.executable, __file__, flag, *args], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{flag} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--floor-child", help=argparse.SUPPRESS)
+    parser.add_argument("--refresh-child", help=argparse.SUPPRESS)
+    parser.add_argument("--generate-child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.floor_child:
+        print(json.dumps(floor(args.floor_child)))
+        return
+    if args.refresh_child:
+        print(json.dumps(refresh_child(args.refresh_child)))
+        return
+    if args.generate_child:
+        where, members, seed = args.generate_child
+        print(json.dumps(generate(Path(where), int(members), int(seed))))
+        return
+
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f"analytics-{args.members}-s{args.seed}.db"
+    if args.rebuild:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    if not path.exists():
+        console.print(f"Generating {path.name} ...")
+        started = time.perf_counter()
+        counts = _child("--generate-child", str(path), str(args.members), str(args.seed))
+        console.print(f"generated {counts} in {time.perf_counter() - started:.0f} s")
+
+    load = os.getloadavg()
+    scan = _child("--floor-child", str(path))
+    run = _child("--refresh-child", str(path))
+    lt = lifetimes_row(Database.from_url(f"sqlite:///{path}"))
+
+    params, stages = run["params"], run["stages"]
+    table = Table("stage", "seconds", "CPU s", "peak RSS (MB)", "what",
+                  title=f"patron analytics refresh: {run['members']:,} members, "
+                        f"{run['sales']:,} sales, {run['lines']:,} lines (SQLite; "
+                        f"{os.cpu_count()} cores, load average {load[0]:.1f} at the start)")
+    what = {"load": "SQLite → DuckDB in a child process: canonical tables",
+            "summarise": "per member and member × category (Ibis on DuckDB)",
+            "fit": f"BG/NBD on {params.get('rows', 0):,} distinct rows + Gamma-Gamma",
+            "score": "RFM, P(alive), expected purchases, CLV, lifecycle, loyalty, bonds",
+            "write": f"{run['members']:,} scores + {run['cycles']:,} category cycles"}
+    for name in service.STAGES:
+        table.add_row(name, f"{stages[name]:.2f}", f"{run['cpu_s'][name]:.2f}",
+                      f"{run['peak_mb'][name]:,.0f}", what[name])
+    table.add_row("total", f"{sum(stages.values()):.2f}", f"{sum(run['cpu_s'].values()):.2f}",
+                  "", "", style="bold")
+    table.add_row("(SQLite reading child)", "", "", f"{run['child_peak_mb']:,.0f}",
+                  "the child process of the load stage (its CPU is in load)")
+    console.print(table)
+
+    other = Table("comparison", "seconds", "detail", title="Beside it")
+    other.add_row("DuckDB scan floor: sales GROUP BY member", f"{scan['sales_s']:.2f}",
+                  f"{scan['groups']:,} members; sqlite_scan, child process")
+    other.add_row("DuckDB scan floor: sum over sale_lines", f"{scan['lines_s']:.2f}",
+                  f"{scan['lines']:,} lines")
+    other.add_row("patron BG/NBD + Gamma-Gamma fit", f"{stages['fit']:.2f}",
+                  f"r={params.get('r', 0):.3g} alpha={params.get('alpha', 0):.3g} "
+                  f"a={params.get('a', 0):.3g} b={params.get('b', 0):.3g}; "
+                  f"p={params.get('p', 0):.3g} q={params.get('q', 0):.3g} "
+                  f"v={params.get('v', 0):.4g}")
+    if lt is None:
+        other.add_row("lifetimes", "skipped",
+                      "not installed (not a patron dependency); to compare: uv venv /tmp/lt && "
+                      "uv pip install -p /tmp/lt lifetimes -e . && /tmp/lt/bin/python "
+                      "bench/analytics.py")
+    else:
+        other.add_row(*lt)
+    console.print(other)
+    console.print(f"true BG/NBD (days): r={R} alpha={ALPHA} a={A} b={B}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,422 @@
+"""Analytics refresh (the nightly scoring run) and reads of the latest snapshot.
+
+Design overview
+---------------
+``refresh`` computes every active member's scores as of one day and stores them as a dated
+snapshot, in five timed stages:
+
+1. **load**: the canonical tables into an in-process DuckDB (``source``);
+2. **summarise**: one row per member and per member × category (``scores``);
+3. **fit**: BG/NBD and Gamma-Gamma on the compressed history;
+4. **score**: the vectorised scores;
+5. **write**: the snapshot rows, in chunks of short transactions, then the run is marked
+   ``succeeded`` (from then on readers see it) and snapshots beyond the newest
+   ``keep`` days are deleted: a snapshot is derived data, not a ledger.
+
+A refresh owns its transactions (it is a job, like ``patron demo``), so it takes the
+``Database``, not a session. Rewriting a day that already has a snapshot first marks the
+old run ``superseded`` (readers fall back to the previous day meanwhile), so readers never
+see half a snapshot. Two refreshes of the same day at once are refused.
+
+Reads (``latest_scores``, ``scores_for``, ``segment_counts``, ``latest_run``) take a
+session and look at the latest succeeded run's day.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyarrow import csv as pacsv
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from patron.analytics import scores, source
+from patron.analytics.models.summary import TimeUnit
+from patron.analytics.tables import AnalyticsRun, CategoryCycle, MemberScore
+from patron.core.clock import Clock
+from patron.core.db import Database
+from patron.core.errors import Conflict, NotFound, ValidationFailed
+
+STAGES: tuple[str, ...] = ("load", "summarise", "fit", "score", "write")
+DEFAULT_KEEP = 3
+CHUNK_ROWS = 20_000  # rows per write transaction: well under a second of SQLite's lock
+STALE_RUN = timedelta(hours=6)  # a "running" run older than this crashed
+
+#: Called at the start of each stage with (stage, index, number of stages), and once more
+#: with ("done", n, n) at the end.
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    run_id: uuid.UUID
+    as_of: date
+    members: int
+    category_cycles: int
+    stages: dict[str, float]
+    params: dict[str, Any]
+    pruned: list[date] = field(default_factory=list)
+
+
+def _start_run(db: Database, clock: Clock, as_of: date) -> uuid.UUID:
+    now = clock.now()
+    with db.write() as session:
+        running = session.scalar(select(AnalyticsRun).where(
+            AnalyticsRun.as_of == as_of, AnalyticsRun.status == "running",
+            AnalyticsRun.started_at > now - STALE_RUN))
+        if running is not None:
+            raise Conflict(f"A refresh for {as_of} is already running (started "
+                           f"{running.started_at:%Y-%m-%d %H:%M} UTC)", "as_of",
+                           code="refresh_running")
+        run = AnalyticsRun(as_of=as_of, started_at=now, status="running", stages={},
+                           params={}, members=0, error="")
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def _finish_run(db: Database, clock: Clock, run_id: uuid.UUID, *, status: str,
+                stages: dict[str, float], params: dict[str, Any], members: int = 0,
+                error: str = "") -> None:
+    with db.write() as session:
+        run = session.get(AnalyticsRun, run_id)
+        if run is None:  # pragma: no cover - the run row is ours
+            return
+        run.status, run.stages, run.params = status, dict(stages), dict(params)
+        run.members, run.error, run.finished_at = members, error[:2000], clock.now()
+
+
+def _supersede(db: Database, as_of: date, run_id: uuid.UUID) -> None:
+    """Hide an earlier snapshot of the same day before its rows are replaced."""
+    with db.write() as session:
+        session.execute(update(AnalyticsRun).where(
+            AnalyticsRun.as_of == as_of, AnalyticsRun.id != run_id,
+            AnalyticsRun.status == "succeeded").values(status="superseded"))
+
+
+def refresh(db: Database, clock: Clock, *, timezone: str, as_of: date | None = None,
+            config: scores.ScoreConfig | None = None, keep: int = DEFAULT_KEEP,
+            progress: Progress | None = None, memory_limit: str | None = None
+            ) -> RefreshResult:
+    """Score every active member as of ``as_of`` (default: yesterday in ``timezone``).
+
+    ``timezone`` is the brand's zone (``Settings.default_timezone``): ``as_of`` is a local
+    day and the history runs to its end. ``keep`` snapshots (days) are kept.
+    """
+    if keep < 1:
+        raise ValidationFailed("keep at least one snapshot", "keep")
+    config = config or scores.ScoreConfig()
+    day = as_of or source.default_as_of(clock.now(), timezone)
+    source.cutoff_for(day, timezone)  # validates the zone before anything is written
+    run_id = _start_run(db, clock, day)
+    stages: dict[str, float] = {}
+    params: dict[str, Any] = {"clv_months": config.clv_months, "margin": config.margin,
+                              "monthly_discount": config.monthly_discount,
+                              "timezone": timezone}
+    current = STAGES[0]
+
+    def stage(name: str) -> float:
+        nonlocal current
+        current = name
+        if progress is not None:
+            progress(name, STAGES.index(name), len(STAGES))
+        return time.perf_counter()
+
+    try:
+        began = stage("load")
+        with source.open_source(db, as_of=day, timezone=timezone,
+                                memory_limit=memory_limit) as src:
+            stages["load"] = time.perf_counter() - began
+            began = stage("summarise")
+            history = scores.member_history(src)
+            cycles = scores.category_cycles(src)
+        stages["summarise"] = time.perf_counter() - began
+        began = stage("fit")
+        fitted = scores.fit(history)
+        params.update(fitted.params)
+        stages["fit"] = time.perf_counter() - began
+        began = stage("score")
+        table = scores.score(history, fitted, config)
+        stages["score"] = time.perf_counter() - began
+        began = stage("write")
+        _supersede(db, day, run_id)
+        write_snapshot(db, as_of=day, member_scores=table, category_cycles=cycles)
+        _finish_run(db, clock, run_id, status="succeeded", stages=stages, params=params,
+                    members=table.num_rows)
+        pruned = prune(db, keep=keep)
+        stages["write"] = time.perf_counter() - began
+        _record_stages(db, run_id, stages)
+    except Exception as exc:
+        params["failed_stage"] = current
+        detail = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+        _finish_run(db, clock, run_id, status="failed", stages=stages, params=params,
+                    error=detail)
+        raise
+    if progress is not None:
+        progress("done", len(STAGES), len(STAGES))
+    return RefreshResult(run_id=run_id, as_of=day, members=table.num_rows,
+                         category_cycles=cycles.num_rows, stages=stages, params=params,
+                         pruned=pruned)
+
+
+def _record_stages(db: Database, run_id: uuid.UUID, stages: dict[str, float]) -> None:
+    """The write stage's time is known only after the run is marked succeeded."""
+    with db.write() as session:
+        run = session.get(AnalyticsRun, run_id)
+        if run is not None:
+            run.stages = dict(stages)
+
+
+def nightly(db: Database, clock: Clock, *, timezone: str, day: date | None = None,
+            keep: int = DEFAULT_KEEP) -> dict[str, Any]:
+    """The worker's nightly job: refresh as of the day before ``day`` (the local day the
+    schedule fired; default today in ``timezone``), returning counts for the run log.
+
+    Takes the ``Database`` because a refresh commits in chunks: call it outside any write
+    session (inside the worker's ``db.write()`` block is fine as long as that session has
+    not executed anything, so it holds no lock).
+    """
+    today = day or (source.default_as_of(clock.now(), timezone) + timedelta(days=1))
+    result = refresh(db, clock, timezone=timezone, as_of=today - timedelta(days=1), keep=keep)
+    return {"members": result.members, "category_cycles": result.category_cycles,
+            "pruned": len(result.pruned),
+            "seconds": round(sum(result.stages.values()), 3)}
+
+
+def fit_database(db: Database, clock: Clock, *, timezone: str, as_of: date | None = None,
+                 unit: TimeUnit = TimeUnit.DAYS) -> tuple[date, scores.Fit]:
+    """Fit the models on the database's sales through ``as_of`` without writing anything
+    (``patron analytics fit`` without ``--data``)."""
+    day = as_of or source.default_as_of(clock.now(), timezone)
+    with source.open_source(db, as_of=day, timezone=timezone) as src:
+        history = scores.member_history(src)
+    return day, scores.fit(history, unit=unit)
+
+
+# ---------------------------------------------------------------- writing
+
+
+SCORE_COLUMNS: tuple[str, ...] = tuple(c.name for c in MemberScore.__table__.columns)
+CYCLE_COLUMNS: tuple[str, ...] = tuple(c.name for c in CategoryCycle.__table__.columns)
+
+
+def _with_as_of(table: pa.Table, as_of: date, columns: Sequence[str]) -> pa.Table:
+    table = table.append_column("as_of", pa.array([as_of] * table.num_rows, type=pa.date32()))
+    return table.select(list(columns))
+
+
+def write_snapshot(db: Database, *, as_of: date, member_scores: pa.Table,
+                   category_cycles: pa.Table) -> None:
+    """Replace the rows of ``as_of`` with these, in chunks (see the module docstring)."""
+    scores_rows = _with_as_of(member_scores, as_of, SCORE_COLUMNS)
+    cycle_rows = _with_as_of(category_cycles, as_of, CYCLE_COLUMNS)
+    _delete_day(db, MemberScore, as_of)
+    _delete_day(db, CategoryCycle, as_of)
+    _insert(db, MemberScore.__tablename__, scores_rows)
+    _insert(db, CategoryCycle.__tablename__, cycle_rows)
+
+
+def _delete_day(db: Database, model: type[MemberScore] | type[CategoryCycle],
+                as_of: date) -> None:
+    """Delete one day's rows a chunk per transaction (a short lock each on SQLite): each
+    chunk is a primary-key range, up to the member ``CHUNK_ROWS`` rows in."""
+    while True:
+        with db.write() as session:
+            bound = session.scalar(select(model.member_id).where(model.as_of == as_of)
+                                   .order_by(model.member_id).offset(CHUNK_ROWS).limit(1))
+            doomed = delete(model).where(model.as_of == as_of)
+            if bound is not None:
+                doomed = doomed.where(model.member_id < bound)
+            session.execute(doomed)
+        if bound is None:
+            return
+
+
+def _insert(db: Database, name: str, table: pa.Table) -> None:
+    if db.engine.dialect.name == "postgresql":
+        _copy_postgresql(db.engine, name, table)
+    else:
+        _insert_sqlite(db, name, table)
+
+
+def _sqlite_ready(table: pa.Table) -> pa.Table:
+    """Values as SQLAlchemy stores them on SQLite: UUIDs as 32 hex digits, dates as text."""
+    columns = []
+    for name in table.column_names:
+        col = table.column(name)
+        if name.endswith("_id"):
+            col = pc.replace_substring(col, "-", "")
+        elif pa.types.is_date(col.type):
+            col = col.cast(pa.string())
+        columns.append(col)
+    return pa.table(columns, names=table.column_names)
+
+
+def _insert_sqlite(db: Database, name: str, table: pa.Table) -> None:
+    ready = _sqlite_ready(table)
+    cols = ", ".join(f'"{c}"' for c in ready.column_names)
+    marks = ", ".join("?" for _ in ready.column_names)
+    sql = f'INSERT INTO "{name}" ({cols}) VALUES ({marks})'  # noqa: S608 - our own names
+    for start in range(0, ready.num_rows, CHUNK_ROWS):
+        chunk = ready.slice(start, CHUNK_ROWS)
+        rows = list(zip(*(chunk.column(c).to_pylist() for c in chunk.column_names),
+                        strict=True))
+        with db.write() as session:
+            session.connection().exec_driver_sql(sql, rows)
+
+
+def _copy_postgresql(engine: Engine, name: str, table: pa.Table) -> None:
+    """COPY the rows in as CSV, one transaction per chunk."""
+    import psycopg
+
+    cols = ", ".join(f'"{c}"' for c in table.column_names)
+    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+    for start in range(0, table.num_rows, CHUNK_ROWS * 5):
+        buffer = io.BytesIO()
+        pacsv.write_csv(table.slice(start, CHUNK_ROWS * 5), buffer, options)
+        pooled = engine.raw_connection()
+        try:
+            driver = pooled.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            sql = f'COPY "{name}" ({cols}) FROM STDIN WITH (FORMAT csv)'
+            with driver.cursor() as cur, cur.copy(sql) as copy:
+                copy.write(buffer.getvalue())
+            pooled.commit()
+        finally:
+            pooled.close()
+
+
+def prune(db: Database, *, keep: int) -> list[date]:
+    """Delete snapshots beyond the newest ``keep`` succeeded days, and rows of days no
+    succeeded run stands behind (a crashed write), except a day still being written."""
+    with db.read() as session:
+        good = list(session.scalars(select(AnalyticsRun.as_of).where(
+            AnalyticsRun.status == "succeeded").distinct().order_by(
+            AnalyticsRun.as_of.desc())))
+        running = set(session.scalars(select(AnalyticsRun.as_of).where(
+            AnalyticsRun.status == "running")))
+        present = set(session.scalars(select(MemberScore.as_of).distinct())) | set(
+            session.scalars(select(CategoryCycle.as_of).distinct()))
+    kept = set(good[:keep]) | running
+    doomed = sorted(present - kept)
+    for day in doomed:
+        _delete_day(db, MemberScore, day)
+        _delete_day(db, CategoryCycle, day)
+    return doomed
+
+
+# ---------------------------------------------------------------- reads
+
+
+def latest_run(session: Session) -> AnalyticsRun | None:
+    """The newest refresh of any outcome (for "when did analytics last run, and how")."""
+    return session.scalar(select(AnalyticsRun).order_by(AnalyticsRun.started_at.desc())
+                          .limit(1))
+
+
+def latest_as_of(session: Session) -> date | None:
+    """The day of the snapshot readers see: the latest succeeded run's."""
+    return session.scalar(select(func.max(AnalyticsRun.as_of))
+                          .where(AnalyticsRun.status == "succeeded"))
+
+
+def latest_scores(session: Session, *, member_id: uuid.UUID) -> MemberScore | None:
+    """A member's row in the latest snapshot, or None (no snapshot, or not scored)."""
+    day = latest_as_of(session)
+    if day is None:
+        return None
+    return session.get(MemberScore, (day, member_id))
+
+
+def latest_scores_or_raise(session: Session, *, member_id: uuid.UUID) -> MemberScore:
+    day = latest_as_of(session)
+    if day is None:
+        raise NotFound("No analytics snapshot yet: run `patron analytics refresh` (the "
+                       "worker runs it nightly)", "member_id", code="no_snapshot")
+    row = session.get(MemberScore, (day, member_id))
+    if row is None:
+        raise NotFound(f"This member has no scores in the snapshot of {day}: they joined "
+                       "later, or are not an active member", "member_id", code="not_scored")
+    return row
+
+
+def scores_for(session: Session, *, member_ids: Iterable[uuid.UUID]
+               ) -> dict[uuid.UUID, MemberScore]:
+    """Latest-snapshot rows of several members (missing ones are left out)."""
+    day = latest_as_of(session)
+    wanted = list(dict.fromkeys(member_ids))
+    if day is None or not wanted:
+        return {}
+    found: dict[uuid.UUID, MemberScore] = {}
+    for start in range(0, len(wanted), 500):
+        rows = session.scalars(select(MemberScore).where(
+            MemberScore.as_of == day, MemberScore.member_id.in_(wanted[start:start + 500])))
+        found.update((row.member_id, row) for row in rows)
+    return found
+
+
+def member_category_cycles(session: Session, *, member_id: uuid.UUID) -> list[CategoryCycle]:
+    """A member's category cycles in the latest snapshot, soonest due first."""
+    day = latest_as_of(session)
+    if day is None:
+        return []
+    return list(session.scalars(select(CategoryCycle).where(
+        CategoryCycle.as_of == day, CategoryCycle.member_id == member_id)
+        .order_by(CategoryCycle.next_due_on)))
+
+
+@dataclass(frozen=True)
+class GroupTotals:
+    """Members of one segment or stage and what they bought and are expected to be worth."""
+
+    name: str | None  # None: members with no purchase (no RFM segment)
+    members: int
+    revenue_minor: int  # net, whole history
+    revenue_365_minor: int  # net, last 365 days
+    clv_minor: int
+    mean_p_alive: float | None
+
+
+@dataclass(frozen=True)
+class SegmentReport:
+    as_of: date
+    members: int
+    segments: list[GroupTotals]
+    stages: list[GroupTotals]
+
+
+def segment_counts(session: Session, *, as_of: date | None = None) -> SegmentReport | None:
+    """Counts and revenue per RFM segment and per lifecycle stage in the latest snapshot
+    (or the one of ``as_of``, if it succeeded); None when there is none."""
+    day = latest_as_of(session)
+    if as_of is not None:
+        day = session.scalar(select(AnalyticsRun.as_of).where(
+            AnalyticsRun.as_of == as_of, AnalyticsRun.status == "succeeded").limit(1))
+    if day is None:
+        return None
+
+    def totals(column: Any) -> list[GroupTotals]:
+        rows = session.execute(
+            select(column, func.count(), func.coalesce(func.sum(MemberScore.total_net_minor), 0),
+                   func.coalesce(func.sum(MemberScore.net_365_minor), 0),
+                   func.coalesce(func.sum(MemberScore.clv_minor), 0),
+                   func.avg(MemberScore.p_alive))
+            .where(MemberScore.as_of == day).group_by(column)
+            .order_by(func.sum(MemberScore.total_net_minor).desc()))
+        return [GroupTotals(name=name, members=int(n), revenue_minor=int(revenue),
+                            revenue_365_minor=int(recent), clv_minor=int(value),
+                            mean_p_alive=None if alive is None else float(alive))
+                for name, n, revenue, recent, value, alive in rows]
+
+    segments = totals(MemberScore.rfm_segment)
+    return SegmentReport(as_of=day, members=sum(g.members for g in segments),
+                         segments=segments, stages=totals(MemberScore.lifecycle_stage))

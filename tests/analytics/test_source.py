@@ -1,0 +1,203 @@
+"""The analytics source: one normalised history whatever the OLTP backend, cut at as_of.
+
+The same seeded rows are written into a SQLite file and (when PATRON_TEST_DATABASE_URL is
+set) a PostgreSQL database, and every canonical table must come out identical.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from patron.analytics import source
+from patron.core import migrate
+from patron.core.db import Database, normalise_url
+from patron.core.errors import ValidationFailed
+from tests.analytics.history import History, at
+
+AS_OF = date(2026, 11, 22)  # Shanghai: the history ends at 2026-11-22 16:00 UTC
+TZ = "Asia/Shanghai"
+
+
+@dataclass
+class Seeded:
+    shop: uuid.UUID
+    ny: uuid.UUID
+    regular: uuid.UUID
+    other: uuid.UUID
+    late: uuid.UUID
+    coupon_sale: uuid.UUID
+    ny_sale: uuid.UUID
+    coffee_line: uuid.UUID
+    tea_line: uuid.UUID
+
+
+def seed(h: History) -> Seeded:
+    """A history touching every canonical table, with rows on both sides of the cutoff."""
+    shop = h.store("SH")
+    ny = h.store("NY", "America/New_York")
+    coffee = h.product("coffee", 4500)
+    tea = h.product("tea", 3000)
+    regular = h.member(shop, at("2025-03-01"), preferences="oat milk")
+    other = h.member(shop, at("2025-06-01"))
+    late = h.member(shop, at("2026-11-22", 17))  # joined after the cutoff
+    # 23:30 UTC on the 21st is the 22nd in Shanghai
+    coupon_sale, (coffee_line,) = h.sale(regular, shop, at("2026-11-21", 23, 30),
+                                         [(coffee, 2, 4500)], discounts=[("coupon", 500)])
+    # 03:00 UTC on the 20th is the 19th in New York
+    ny_sale, (_, tea_line) = h.sale(regular, ny, at("2026-11-20", 3),
+                                    [(coffee, 1, 4500), (tea, 2, 3000)],
+                                    discounts=[("promotion", 600)])
+    h.refund(shop, tea_line, 1, at("2026-11-21", 1))  # before the cutoff: counted
+    h.refund(shop, coffee_line, 1, at("2026-11-23", 1))  # after: not yet
+    h.sale(None, shop, at("2026-11-10"), total=1200)  # a walk-in
+    h.sale(other, shop, at("2026-05-05"), total=2500)
+    h.sale(other, shop, at("2026-11-22", 17), total=9900)  # after the cutoff
+    h.points(regular, at("2026-10-01"), 120)
+    h.points(regular, at("2026-11-23"), 999)
+    h.wallet(regular, at("2026-09-01"), 5000, 500)
+    h.coupon(regular, shop, at("2026-11-01"), at("2026-12-31"))  # unused
+    h.coupon(regular, shop, at("2026-11-01"), at("2026-12-31"), redeemed=at("2026-11-02"))
+    h.coupon(regular, shop, at("2026-11-01"), at("2026-12-31"), redeemed=at("2026-11-23"))
+    h.coupon(other, shop, at("2026-01-01"), at("2026-02-01"))  # expired
+    h.survey(regular, shop, at("2026-06-01"), csat=5)
+    h.survey(regular, shop, at("2026-11-23"), csat=2)  # after the cutoff
+    h.callback(other, shop, at("2026-08-08"))
+    h.referral(regular, other, at("2025-06-01"))
+    h.package(other, at("2026-10-01"), at("2027-10-01"), visits_left=3)
+    h.tier(regular, "gold", at("2026-01-01"))
+    h.tier(regular, "platinum", at("2026-11-23"))
+    return Seeded(shop, ny, regular, other, late, coupon_sale, ny_sale, coffee_line, tea_line)
+
+
+def _seed_into(database: Database) -> Seeded:
+    with database.engine.begin() as conn:
+        return seed(History(conn))
+
+
+def _rows(src: source.Source, name: str) -> list[dict[str, Any]]:
+    return sorted(src.table(name).to_pyarrow().to_pylist(), key=repr)
+
+
+def test_the_canonical_tables_are_normalised_and_cut_at_the_end_of_the_as_of_day(
+        db: Database) -> None:
+    s = _seed_into(db)
+    with source.open_source(db, as_of=AS_OF, timezone=TZ) as src:
+        assert src.cutoff == datetime(2026, 11, 22, 16, tzinfo=UTC)
+        sales = {r["sale_id"]: r for r in src.sales.to_pyarrow().to_pylist()}
+        members = {r["member_id"]: r for r in src.members.to_pyarrow().to_pylist()}
+        lines = {r["line_id"]: r for r in src.lines.to_pyarrow().to_pylist()}
+        holdings = {r["member_id"]: r for r in src.holdings.to_pyarrow().to_pylist()}
+        surveys = src.surveys.to_pyarrow().to_pylist()
+
+    assert len(sales) == 4  # the sale after the cutoff is not there
+    coupon_sale = sales[str(s.coupon_sale)]
+    assert coupon_sale["member_id"] == str(s.regular)
+    assert coupon_sale["occurred_on"] == date(2026, 11, 22)  # the store's local day
+    assert (coupon_sale["gross_minor"], coupon_sale["discount_minor"]) == (9000, 500)
+    assert (coupon_sale["refunded_minor"], coupon_sale["net_minor"]) == (0, 8500)
+    assert coupon_sale["coupon_used"] and not coupon_sale["promoted"]
+    ny_sale = sales[str(s.ny_sale)]
+    assert ny_sale["occurred_on"] == date(2026, 11, 19)
+    assert ny_sale["promoted"] and not ny_sale["coupon_used"]
+    assert (ny_sale["refunded_minor"], ny_sale["net_minor"]) == (3000, 10500 - 600 - 3000)
+    assert [r["member_id"] for r in sales.values()].count(None) == 1  # the walk-in
+
+    assert lines[str(s.coffee_line)]["quantity"] == 2  # its refund comes after the cutoff
+    assert (lines[str(s.tea_line)]["quantity"], lines[str(s.tea_line)]["net_minor"]) == (1, 3000)
+
+    assert set(members) == {str(s.regular), str(s.other)}  # "late" joined afterwards
+    assert members[str(s.regular)]["tier_code"] == "gold"
+    assert members[str(s.regular)]["has_preferences"]
+    assert members[str(s.other)]["tier_code"] is None
+
+    regular, other = holdings[str(s.regular)], holdings[str(s.other)]
+    assert (regular["points_available"], regular["wallet_minor"]) == (120, 5500)
+    assert (regular["unused_coupons"], other["unused_coupons"]) == (2, 0)
+    assert (regular["referrals_made"], regular["survey_replies"]) == (1, 1)
+    assert (other["callback_calls"], other["prepaid_packages"]) == (1, 1)
+    assert not regular["paid_membership"]
+    assert surveys == [{"member_id": str(s.regular), "store_id": str(s.shop),
+                        "answered_at": at("2026-06-01"), "csat": 5, "nps": None}]
+
+
+def test_the_app_keeps_writing_to_sqlite_after_a_load(db: Database) -> None:
+    """The scanner's own SQLite library stays out of this process (``sqlite_extract``):
+    loaded here, it reset the WAL index under the app's connections and the next large
+    write died with SIGBUS."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only")
+    s = _seed_into(db)
+    with source.open_source(db, as_of=AS_OF, timezone=TZ) as src:
+        loaded = src.duck.execute("SELECT loaded FROM duckdb_extensions() "
+                                  "WHERE extension_name = 'sqlite_scanner'").fetchone()
+        assert loaded == (False,)
+        assert src.sales.count().execute() == 4
+    with db.write() as session:
+        h = History(session.connection(), _n=100_000)
+        filler = h.product("filler")
+        for i in range(400):
+            h.sale(s.other, s.shop, at("2026-01-01"), [(filler, 1, 100 + i)])
+        session.execute(text("DELETE FROM sale_lines WHERE total_minor < 300"))
+    with db.read() as session:
+        assert session.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+
+
+def test_only_the_tables_asked_for_are_loaded(db: Database) -> None:
+    _seed_into(db)
+    with source.open_source(db, as_of=AS_OF, timezone=TZ, tables=["lines"]) as src:
+        assert src.loaded == ("stores", "sales", "lines")
+        with pytest.raises(KeyError, match="members"):
+            src.table("members")
+
+
+def test_an_unknown_table_or_zone_is_refused(db: Database) -> None:
+    with pytest.raises(ValidationFailed, match="baskets"), \
+            source.open_source(db, as_of=AS_OF, timezone=TZ, tables=["baskets"]):
+        pass
+    with pytest.raises(ValidationFailed, match="Mars/Olympus"):
+        source.cutoff_for(AS_OF, "Mars/Olympus")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    server = os.environ.get("PATRON_TEST_DATABASE_URL")
+    if not server:
+        pytest.skip("PATRON_TEST_DATABASE_URL is not set")
+    url = make_url(normalise_url(server))
+    name = f"patron_analytics_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_sqlite_and_postgresql_give_identical_tables(tmp_path: Path, postgres_url: str) -> None:
+    loaded: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for label, url in (("sqlite", f"sqlite:///{tmp_path}/same.db"), ("postgresql", postgres_url)):
+        database = Database.from_url(url)
+        try:
+            migrate.upgrade(database.engine)
+            _seed_into(database)
+            with source.open_source(database, as_of=AS_OF, timezone=TZ) as src:
+                assert src.backend == label
+                loaded[label] = {name: _rows(src, name) for name in source.CANONICAL_TABLES}
+        finally:
+            database.dispose()
+    for name in source.CANONICAL_TABLES:
+        assert loaded["sqlite"][name] == loaded["postgresql"][name], name
+    assert len(loaded["sqlite"]["sales"]) == 4 and len(loaded["sqlite"]["holdings"]) == 2
