@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from patron.analytics import tables as analytics_tables
+from patron.analytics import tables as analytics_tables
 from patron.auth import models as auth_models
 from patron.cards import models as cards_models
 from patron.cards import service as cards_service
@@ -28,6 +29,7 @@ from patron.wallet import service as wallet_service
 __all__ = [
     "analytics_tables",
     "Base",
+    "analytics_tables",
     "auth_models",
     "cards_models",
     "cards_service",

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from patron.analytics import economics, source, views
+from patron.analytics import canonical, economics, source, views
 from patron.analytics.economics import EconomicsInputs, RetentionEconomics
 from patron.analytics.views import CohortBasis, Grain, Period, StoreIds
 from patron.api.deps import AppContext, Ctx, CurrentPrincipal, DbSession
@@ -201,7 +201,7 @@ def liabilities(ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
     (and what expires soon) and stored value (principal and bonus)."""
     scope = _scope(ctx, principal, None, last_on, store_id)
     program = loyalty.get_program(session, clock=ctx.clock)
-    missing = [t for t in (POINTS_LOTS, WALLET_ACCOUNTS) if t not in source.CANONICAL_TABLES]
+    missing = [t for t in (POINTS_LOTS, WALLET_ACCOUNTS) if t not in canonical.CANONICAL_TABLES]
     if missing:
         raise PatronError(f"The analytics source does not provide {', '.join(missing)} yet",
                           code="not_available", status=501)
