@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from patron.analytics import tables as analytics_tables
-from patron.analytics import tables as analytics_tables
 from patron.auth import models as auth_models
 from patron.cards import models as cards_models
 from patron.cards import service as cards_service
@@ -27,7 +26,6 @@ from patron.wallet import models as wallet_models
 from patron.wallet import service as wallet_service
 
 __all__ = [
-    "analytics_tables",
     "Base",
     "analytics_tables",
     "auth_models",
