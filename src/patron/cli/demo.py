@@ -7,6 +7,7 @@ there it says so, prints the logins and exits 0 (``--reset`` wipes and rebuilds)
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import date, datetime
 from typing import Annotated
@@ -40,6 +41,7 @@ from patron.demo import (
     member_count,
     wipe,
 )
+from patron.wallet.enums import SpendOrder
 
 console = Console()
 
@@ -105,9 +107,42 @@ def _summary_table(summary: DemoSummary, currency: str, timezone: str,
         first, last = (at.astimezone(ZoneInfo(timezone)) for at in (summary.first_sale_at,
                                                                      summary.last_sale_at))
         rows.append(("sales from", f"{first:%Y-%m-%d} to {last:%Y-%m-%d}"))
+    rows += _programme_rows(summary, currency)
     for label, value in rows:
         table.add_row(label, value)
     return table
+
+
+def _programme_rows(summary: DemoSummary, currency: str) -> list[tuple[str, str]]:
+    """The loyalty programme's figures: what an owner sees first in the admin."""
+    if not summary.tiers:
+        return []
+    money = functools.partial(format_minor, currency=currency)
+    ranked = sum(n for _, n in summary.tiers)
+    rows = [(f"tier {name}", _share(n, ranked)) for name, n in summary.tiers]
+    rows += [
+        ("paid members (Plus)", f"{summary.paid_members:,} "
+                                f"({summary.paid_expiring:,} ending within 30 days)"),
+        ("points outstanding", f"{summary.points_outstanding:,} "
+                               f"({summary.points_pending:,} pending), worth "
+                               f"{money(summary.points_value_minor)}"),
+        ("stored value", f"{money(summary.wallet_principal_minor + summary.wallet_bonus_minor)}"
+                         f" in {summary.wallets:,} accounts (paid in "
+                         f"{money(summary.wallet_principal_minor)}, bonus "
+                         f"{money(summary.wallet_bonus_minor)})"),
+        ("coupons", f"{summary.coupons_issued:,} issued, {summary.coupons_redeemed:,} "
+                    "redeemed"),
+        ("stamp cards, packages", f"{summary.stamp_cards:,} coffee cards, "
+                                  f"{summary.packages:,} grooming packages"),
+        ("gift cards", f"{money(summary.gift_card_balance_minor)} left on them"),
+        ("complaints", f"{summary.complaints:,} ({summary.complaints_open:,} open)"),
+        ("callback tasks open", f"{summary.callbacks_open:,}"),
+        ("survey responses", f"{summary.survey_responses:,} of "
+                             f"{summary.survey_invitations:,} invitations"
+                             + (f", NPS {summary.nps:+.0f}" if summary.nps is not None
+                                else "")),
+    ]
+    return rows
 
 
 def demo(
@@ -124,11 +159,13 @@ def demo(
         formats=["%Y-%m-%d"],
         help="History ends at the start of this day (default: today)")] = None,
 ) -> None:
-    """Load a demo chain: 3 stores, staff, a catalogue, members and their purchases."""
+    """Load a demo chain: 3 stores, staff, a catalogue, members, their purchases and the
+    loyalty programme they lived through (tiers, points, stored value, coupons, care)."""
     settings = settings_from(database_url)
     end_on: date = end_date.date() if end_date else local_today(SystemClock(),
                                                                  settings.default_timezone)
-    config = DemoConfig(end_on=end_on, seed=seed, members=members, years=years)
+    config = DemoConfig(end_on=end_on, seed=seed, members=members, years=years,
+                        spend_order=SpendOrder(settings.wallet_spend_order))
     db = Database.from_url(settings.database_url)
     try:
         migrate.upgrade(db.engine)

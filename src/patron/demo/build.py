@@ -1,4 +1,5 @@
-"""Build the demo chain in one unit of work: stores, staff, catalogue, members, purchases.
+"""Build the demo chain in one unit of work: stores, staff, catalogue, members, purchases,
+and the loyalty programme they lived through.
 
 Stores and staff go through the services (``members.service.create_store``,
 ``auth.service.create_user``), so they are audited and hashed like real ones. Members and
@@ -9,54 +10,81 @@ what the service would have written: same normalisation and validation, consent 
 evidence for every granted consent, UUIDv7 ids from the join time. ``member.joined`` outbox
 events are not written: nothing should react to history as if it were new.
 
+The loyalty programme (``programme``) is configured through the services at the dates the
+brand introduced each part; its two years of use -- tiers, points lots and entries, stored
+value, coupons, paid periods, stamp cards -- are replayed over the simulated sales
+(``loyalty``) and bulk-inserted with them, the sales gaining their coupon and tier
+discounts, points and payments. The few complaints, callback tasks, gift cards and visit
+packages go through the services with the clock set to when they happened (``feedback``,
+``prepaid``). Outbox events those calls write are marked processed: they are history, and
+nothing should react to them as if they were new.
+
 Everything random comes from ``numpy.random.SeedSequence(seed)``: one independent stream
-per stage, so the same seed gives the same members, phones and purchases, and a change to
-one stage does not reshuffle the others.
+per stage, so the same seed gives the same members, phones, purchases and programme
+figures, and a change to one stage does not reshuffle the others. (Rows made by the
+services -- complaints, gift cards -- get fresh random ids and codes, the same figures.)
 """
 
 from __future__ import annotations
 
 import gc
 import random
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import Select, delete, func, select, text
+from sqlalchemy import Select, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from patron.auth import service as auth
 from patron.auth.enums import Role
 from patron.auth.models import User
+from patron.cards.models import GiftCard, MemberPackage, StampCard
 from patron.catalog.models import Category, Product
-from patron.core.clock import FixedClock
+from patron.core.clock import FixedClock, as_utc
+from patron.core.events import OutboxEvent
 from patron.core.registry import Base
-from patron.demo import bulk
-from patron.demo.catalogue import create_catalogue
-from patron.demo.ids import unix_ms, uuid7_batch
+from patron.demo import bulk, feedback, prepaid
+from patron.demo import loyalty as replay
+from patron.demo.catalogue import CATEGORY_INDEX, ProductRef, create_catalogue
+from patron.demo.ids import IdSource, unix_ms, uuid7_batch
 from patron.demo.members import (
     MemberDraft,
     StoreRef,
     add_shopping_profiles,
     generate_members,
 )
+from patron.demo.programme import Programme, Staff, Timeline, set_up
 from patron.demo.purchases import (
     DISCOUNT_COLUMNS,
     LINE_COLUMNS,
+    PAYMENT_COLUMNS,
     SALE_COLUMNS,
     SaleDraft,
+    Schedule,
     assemble,
+    schedule,
     simulate_member_sales,
     simulate_walk_ins,
 )
-from patron.demo.seasons import build_seasons
+from patron.demo.seasons import Seasons, build_seasons
+from patron.feedback import rules as feedback_rules
+from patron.feedback.models import CallbackTask, Complaint, SurveyInvitation, SurveyResponse
+from patron.loyalty import rules as loyalty_rules
+from patron.loyalty.models import LoyaltyProgram, Membership, MemberTier, PointsAccount, Tier
 from patron.members import rules
 from patron.members import service as members_service
 from patron.members.models import ConsentEvent, Member, Store
 from patron.members.schemas import StoreCreate
+from patron.offers import service as offers
+from patron.offers.models import Coupon, CouponRedemption
 from patron.sales.models import Sale, SaleLine
+from patron.wallet.enums import SpendOrder
+from patron.wallet.models import WalletAccount
 
 DEMO_PASSWORD = "patron-demo"  # noqa: S105 - the published demo login
 TIMEZONE = "Asia/Shanghai"
@@ -109,6 +137,8 @@ class DemoConfig:
     years: float = 2.0
     walk_in_share: float = 0.25  # of all sales
     with_sales: bool = True  # False: chain and members only (the lookup benchmark)
+    # how stored value pays (the deployment's ``wallet_spend_order`` setting)
+    spend_order: SpendOrder = SpendOrder.PRINCIPAL_FIRST
 
     @property
     def days(self) -> int:
@@ -156,6 +186,27 @@ class DemoSummary:
     revenue_minor: int
     first_sale_at: datetime | None
     last_sale_at: datetime | None
+    # the loyalty programme
+    tiers: tuple[tuple[str, int], ...] = ()  # (tier name, members) by rank
+    paid_members: int = 0  # members with a running paid period
+    paid_expiring: int = 0  # ... of which it ends within 30 days
+    points_outstanding: int = 0  # available + pending: the points liability
+    points_pending: int = 0
+    points_value_minor: int = 0  # what the outstanding points are worth at the till
+    wallets: int = 0
+    wallet_principal_minor: int = 0
+    wallet_bonus_minor: int = 0
+    coupons_issued: int = 0
+    coupons_redeemed: int = 0
+    stamp_cards: int = 0
+    gift_card_balance_minor: int = 0
+    packages: int = 0
+    complaints: int = 0
+    complaints_open: int = 0  # open or in progress
+    callbacks_open: int = 0
+    survey_invitations: int = 0
+    survey_responses: int = 0
+    nps: float | None = None
 
 
 def _streams(seed: int, count: int) -> list[tuple[np.random.Generator, random.Random]]:
@@ -172,7 +223,7 @@ def _opening(on: date, tz: ZoneInfo) -> FixedClock:
     return FixedClock(datetime.combine(on, time(9, 0), tzinfo=tz))
 
 
-def _create_chain(session: Session, config: DemoConfig) -> list[StoreRef]:
+def _create_chain(session: Session, config: DemoConfig) -> tuple[list[StoreRef], Staff]:
     """Stores and their staff, through the services, dated when each store opened."""
     tz = ZoneInfo(TIMEZONE)
     chain_opened = config.start_on - timedelta(days=30)
@@ -186,6 +237,7 @@ def _create_chain(session: Session, config: DemoConfig) -> list[StoreRef]:
                              timezone=TIMEZONE, phone=spec.phone))
         stores[spec.code] = (store, open_day)
     staff: dict[str, list[User]] = {spec.code: [] for spec in STORES}
+    owner: User | None = None
     for login in LOGINS:
         store_ids = []
         opened_on = chain_opened - timedelta(days=1)
@@ -199,13 +251,21 @@ def _create_chain(session: Session, config: DemoConfig) -> list[StoreRef]:
             store_ids=store_ids, language=None if login.role is Role.OWNER else "zh_CN")
         if login.store_code is not None:
             staff[login.store_code].append(user)
+        else:
+            owner = user
+    assert owner is not None
     refs = []
     for index, spec in enumerate(STORES):
         store, open_day = stores[spec.code]
         people = sorted(staff[spec.code], key=lambda u: u.role != Role.MANAGER.value)
         refs.append(StoreRef(index=index, id=store.id, code=spec.code, tz=tz, share=spec.share,
                              open_day=open_day, staff_ids=tuple(u.id for u in people)))
-    return refs
+    users = [owner, *(u for people in staff.values() for u in people)]
+    principals = {u.id: auth.principal_for_user(u) for u in users}
+    by_role = {role: {s.id: principals[u.id] for s in refs for u in staff[s.code]
+                      if u.role == role.value} for role in (Role.MANAGER, Role.CASHIER)}
+    return refs, Staff(owner=principals[owner.id], managers=by_role[Role.MANAGER],
+                       cashiers=by_role[Role.CASHIER], labels={u.id: u.username for u in users})
 
 
 BULK_TABLES = ("members", "member_tags", "member_anniversaries", "consent_events", "sales",
@@ -231,17 +291,32 @@ def member_row(m: MemberDraft, drafts: list[MemberDraft],
     )
 
 
+@dataclass(frozen=True)
+class _MemberIds:
+    """Ids of the members' anniversary and consent rows, drawn before the sales' ids."""
+
+    anniversaries: list[uuid.UUID]
+    consents: list[uuid.UUID]
+
+
+def _member_ids(drafts: list[MemberDraft], rng: np.random.Generator) -> _MemberIds:
+    anniversaries = [m for m in drafts for _ in m.anniversaries]
+    consents = [m for m in drafts for granted in (m.sms_consent, m.email_consent) if granted]
+    return _MemberIds(uuid7_batch(rng, [unix_ms(m.joined_at) for m in anniversaries]),
+                      uuid7_batch(rng, [unix_ms(m.joined_at) for m in consents]))
+
+
 def _write_members(session: Session, drafts: list[MemberDraft], stores: list[StoreRef],
-                   rng: np.random.Generator, progress: Progress) -> None:
+                   ids: _MemberIds, progress: Progress) -> None:
     tables = {name: Base.metadata.tables[name] for name in
               ("members", "member_tags", "member_anniversaries", "consent_events")}
     tags = [(m.id, tag) for m in drafts for tag in m.tags]
     anniversaries = [(m, a) for m in drafts for a in m.anniversaries]
-    anniversary_ids = uuid7_batch(rng, [unix_ms(m.joined_at) for m, _ in anniversaries])
+    anniversary_ids = ids.anniversaries
     consents = [(m, channel) for m in drafts
                 for channel, granted in (("sms", m.sms_consent), ("email", m.email_consent))
                 if granted]
-    consent_ids = uuid7_batch(rng, [unix_ms(m.joined_at) for m, _ in consents])
+    consent_ids = ids.consents
 
     progress.stage("Writing members", len(drafts) + len(tags) + len(anniversaries)
                    + len(consents))
@@ -268,7 +343,7 @@ def _tag_vips(drafts: list[MemberDraft], sales: list[SaleDraft]) -> None:
     spend = np.zeros(len(drafts), dtype=np.int64)
     for sale in sales:
         if sale.member >= 0:
-            spend[sale.member] += sum(q * price - disc for _, q, price, disc in sale.lines)
+            spend[sale.member] += sale.total_minor
     top = max(1, len(drafts) // 20)
     for index in np.argsort(-spend, kind="stable")[:top].tolist():
         drafts[index].tags = sorted({*drafts[index].tags, "VIP"})
@@ -282,7 +357,8 @@ def build_demo(session: Session, *, config: DemoConfig,
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        _build(session, config, progress or NoProgress())
+        with bulk.large_page_cache(session):
+            _build(session, config, progress or NoProgress())
     finally:
         if was_enabled:
             gc.enable()
@@ -290,11 +366,11 @@ def build_demo(session: Session, *, config: DemoConfig,
 
 
 def _build(session: Session, config: DemoConfig, progress: Progress) -> None:
-    streams = _streams(config.seed, 6)
+    streams = _streams(config.seed, 9)
     seasons = build_seasons(config.start_on, config.days)
 
     progress.stage("Stores, staff and catalogue", 3)
-    stores = _create_chain(session, config)
+    stores, staff = _create_chain(session, config)
     progress.advance(2)
     catalogue_rng, _ = streams[0]
     products = create_catalogue(
@@ -310,48 +386,129 @@ def _build(session: Session, config: DemoConfig, progress: Progress) -> None:
                               rng=member_rng, rnd=member_rnd, end_on=config.end_on,
                               advance=progress.advance)
 
-    sales: list[SaleDraft] = []
-    if config.with_sales:
-        profile_rng, profile_rnd = streams[2]
-        add_shopping_profiles(drafts, products=products, rng=profile_rng, rnd=profile_rnd)
-        progress.stage("Simulating purchases", len(drafts))
-        _, purchase_rnd = streams[3]
-        last_member = -1
-        for sale in simulate_member_sales(drafts, products=products, seasons=seasons,
-                                          stores=stores, rnd=purchase_rnd):
-            if sale.member != last_member:
-                progress.advance(sale.member - last_member)
-                last_member = sale.member
-            sales.append(sale)
-        progress.advance(len(drafts) - 1 - last_member)
-        walk_ins = round(len(sales) * config.walk_in_share / (1 - config.walk_in_share))
-        progress.stage("Simulating walk-in sales", walk_ins)
-        walk_rng, walk_rnd = streams[4]
-        for sale in simulate_walk_ins(walk_ins, products=products, seasons=seasons,
-                                      stores=stores, rng=walk_rng, rnd=walk_rnd):
-            sales.append(sale)
-            progress.advance()
-        _tag_vips(drafts, sales)
-
     write_rng, _ = streams[5]
-    _write_members(session, drafts, stores, write_rng, progress)
-    if sales:
-        progress.stage("Numbering receipts", 1)
-        rows = assemble(sales, members=drafts, products=products, seasons=seasons,
-                        stores=stores, rng=write_rng)
+    if not config.with_sales:
+        _write_members(session, drafts, stores, _member_ids(drafts, write_rng), progress)
+        _finish(session)
+        return
+    sales = _simulate_sales(config, drafts, products, seasons, stores, streams, progress)
+    member_ids = _member_ids(drafts, write_rng)
+    when = schedule(sales, seasons=seasons, stores=stores, rng=write_rng)
+    progress.stage("Setting up the loyalty programme", 1)
+    outbox_before = session.scalar(select(func.coalesce(func.max(OutboxEvent.seq), 0))) or 0
+    timeline = Timeline.of(start_on=config.start_on, end_on=config.end_on,
+                           tz=ZoneInfo(TIMEZONE))
+    coffee = next(p.category_id for p in products if p.category == CATEGORY_INDEX["coffee"])
+    programme = set_up(session, timeline=timeline, staff=staff, products=products,
+                       coffee_category_id=coffee)
+    progress.advance()
+    progress.stage("Replaying the loyalty programme", len(drafts))
+    loyalty_rng, loyalty_rnd = streams[6]
+    ledgers = replay.replay(programme=programme, members=drafts, sales=sales, when=when,
+                            stores=stores, products=products, labels=staff.labels,
+                            start_on=config.start_on, spend_order=config.spend_order,
+                            rng=loyalty_rng, rnd=loyalty_rnd, advance=progress.advance)
+    _, prepaid_rnd = streams[8]
+    gift_cards = prepaid.plan_gift_cards(sales, when, programme=programme, rnd=prepaid_rnd)
+    _tag_vips(drafts, sales)
+
+    _write_members(session, drafts, stores, member_ids, progress)
+    _write_sales(session, sales, when, drafts, products, stores, write_rng, progress)
+    tables = Base.metadata.tables
+    feedback_rng, feedback_rnd = streams[7]
+    invitations, responses = feedback.survey_rows(
+        members=drafts, sales=sales, when=when, stores=stores, programme=programme,
+        rng_ids=IdSource(feedback_rng), rnd=feedback_rnd)
+    loyalty_tables: list[tuple[str, Sequence[str], list[tuple[Any, ...]]]] = [
+        *ledgers.tables(), ("survey_invitations", feedback.INVITATION_COLUMNS, invitations),
+        ("survey_responses", feedback.RESPONSE_COLUMNS, responses)]
+    progress.stage("Writing the loyalty ledgers", sum(len(t[2]) for t in loyalty_tables))
+    for name, columns, table_rows in loyalty_tables:
+        bulk.insert_rows(session, tables[name], columns, table_rows, on_chunk=progress.advance)
+    progress.stage("Complaints, calls and gift cards", 3)
+    _services(session, programme=programme, staff=staff, drafts=drafts, sales=sales,
+              when=when, stores=stores, ledgers=ledgers, gift_cards=gift_cards,
+              rnd=prepaid_rnd, feedback_rnd=feedback_rnd, progress=progress)
+    # The services' events are history: processed, so the worker does not act on them now.
+    session.execute(update(OutboxEvent).where(OutboxEvent.seq > outbox_before,
+                                              OutboxEvent.processed_at.is_(None))
+                    .values(processed_at=OutboxEvent.occurred_at))
+    _finish(session, [name for name, _, _ in loyalty_tables])
+
+
+def _simulate_sales(config: DemoConfig, drafts: list[MemberDraft], products: list[ProductRef],
+                    seasons: Seasons, stores: list[StoreRef],
+                    streams: list[tuple[np.random.Generator, random.Random]],
+                    progress: Progress) -> list[SaleDraft]:
+    """Every member's purchases (member by member), then the walk-ins."""
+    profile_rng, profile_rnd = streams[2]
+    add_shopping_profiles(drafts, products=products, rng=profile_rng, rnd=profile_rnd)
+    progress.stage("Simulating purchases", len(drafts))
+    _, purchase_rnd = streams[3]
+    sales: list[SaleDraft] = []
+    last_member = -1
+    for sale in simulate_member_sales(drafts, products=products, seasons=seasons,
+                                      stores=stores, rnd=purchase_rnd):
+        if sale.member != last_member:
+            progress.advance(sale.member - last_member)
+            last_member = sale.member
+        sales.append(sale)
+    progress.advance(len(drafts) - 1 - last_member)
+    walk_ins = round(len(sales) * config.walk_in_share / (1 - config.walk_in_share))
+    progress.stage("Simulating walk-in sales", walk_ins)
+    walk_rng, walk_rnd = streams[4]
+    for sale in simulate_walk_ins(walk_ins, products=products, seasons=seasons,
+                                  stores=stores, rng=walk_rng, rnd=walk_rnd):
+        sales.append(sale)
         progress.advance()
-        progress.stage("Writing sales", len(rows.sales) + len(rows.lines) + len(rows.discounts))
-        tables = Base.metadata.tables
-        bulk.insert_rows(session, tables["sales"], SALE_COLUMNS, rows.sales,
-                         on_chunk=progress.advance)
-        bulk.insert_rows(session, tables["sale_lines"], LINE_COLUMNS, rows.lines,
-                         on_chunk=progress.advance)
-        bulk.insert_rows(session, tables["sale_discounts"], DISCOUNT_COLUMNS, rows.discounts,
-                         on_chunk=progress.advance)
+    return sales
+
+
+def _write_sales(session: Session, sales: list[SaleDraft], when: Schedule,
+                 drafts: list[MemberDraft], products: list[ProductRef], stores: list[StoreRef],
+                 rng: np.random.Generator, progress: Progress) -> None:
+    progress.stage("Numbering receipts", 1)
+    rows = assemble(sales, when, members=drafts, products=products, stores=stores, rng=rng)
+    progress.advance()
+    tables = Base.metadata.tables
+    progress.stage("Writing sales", len(rows.sales) + len(rows.lines) + len(rows.discounts)
+                   + len(rows.payments))
+    sale_tables: tuple[tuple[str, Sequence[str], Sequence[tuple[object, ...]]], ...] = (
+        ("sales", SALE_COLUMNS, rows.sales), ("sale_lines", LINE_COLUMNS, rows.lines),
+        ("sale_discounts", DISCOUNT_COLUMNS, rows.discounts),
+        ("sale_payments", PAYMENT_COLUMNS, rows.payments))
+    for name, columns, table_rows in sale_tables:
+        bulk.insert_rows(session, tables[name], columns, table_rows, on_chunk=progress.advance)
+
+
+def _services(session: Session, *, programme: Programme, staff: Staff,
+              drafts: list[MemberDraft], sales: list[SaleDraft], when: Schedule,
+              stores: list[StoreRef], ledgers: replay.LoyaltyRows,
+              gift_cards: prepaid.GiftCardPlan, rnd: random.Random,
+              feedback_rnd: random.Random, progress: Progress) -> None:
+    """The few things that go through the services, each at the time it happened."""
+    prepaid.issue_gift_cards(session, gift_cards, programme=programme, staff=staff,
+                             stores=stores, when=when)
+    progress.advance()
+    grooming = list(session.scalars(select(Product.id).where(
+        Product.sku.in_(["SVC-002", "SVC-003"])).order_by(Product.sku)))
+    prepaid.sell_packages(session, programme=programme, staff=staff, members=drafts,
+                          sales=sales, when=when, stores=stores, products=grooming, rnd=rnd)
+    progress.advance()
+    feedback.complaints_and_calls(session, programme=programme, staff=staff, members=drafts,
+                                  sales=sales, when=when, stores=stores, loyalty=ledgers,
+                                  rnd=feedback_rnd)
+    # the nightly coupon job on what the services issued (apology coupons run out too)
+    offers.expire_due(session, clock=FixedClock(programme.timeline.now))
+    session.flush()
+    progress.advance()
+
+
+def _finish(session: Session, more_tables: Sequence[str] = ()) -> None:
     if session.get_bind().dialect.name == "postgresql":
         # Fresh statistics for the bulk-loaded tables: until autovacuum gets to them the
         # planner guesses, e.g. a sequential scan of member_tags for 25 members' tags.
-        session.execute(text("ANALYZE " + ", ".join(BULK_TABLES)))
+        session.execute(text("ANALYZE " + ", ".join([*BULK_TABLES, *more_tables])))
     session.flush()
 
 
@@ -360,27 +517,82 @@ def summarize(session: Session) -> DemoSummary:
     def count(stmt: Select[Any]) -> int:
         return int(session.scalar(stmt) or 0)
 
+    def rows(model: Any) -> int:
+        return count(select(func.count()).select_from(model))
+
     lunar = Member.birthday_calendar == "lunar"
+    last_sale_at = session.scalar(select(func.max(Sale.occurred_at)))
+    tiers = tuple((name, int(n)) for name, n in session.execute(
+        select(Tier.name, func.count(MemberTier.member_id))
+        .outerjoin(MemberTier, MemberTier.tier_id == Tier.id)
+        .group_by(Tier.id, Tier.name, Tier.rank).order_by(Tier.rank)))
+    # "now" for the programme: the night after the last sale (paid periods running then)
+    night = (as_utc(last_sale_at) + timedelta(days=1)) if last_sale_at else None
+    running = Membership.status == "active"
+    if night is not None:
+        running = running & (Membership.starts_at <= night) & (Membership.ends_at > night)
+    paid = session.execute(select(func.count(func.distinct(Membership.member_id)))
+                           .where(running)).scalar() or 0
+    expiring = session.execute(select(func.count(func.distinct(Membership.member_id))).where(
+        running, Membership.ends_at <= (night or datetime.now(UTC)) + timedelta(days=30))
+    ).scalar() or 0
+    answers = [(csat, nps) for csat, nps in session.execute(
+        select(SurveyResponse.csat, SurveyResponse.nps))]
+    outstanding = count(select(func.coalesce(
+        func.sum(PointsAccount.available + PointsAccount.pending), 0)))
     return DemoSummary(
-        stores=count(select(func.count()).select_from(Store)),
-        staff=count(select(func.count()).select_from(User)),
-        categories=count(select(func.count()).select_from(Category)),
-        products=count(select(func.count()).select_from(Product)),
-        members=count(select(func.count()).select_from(Member)),
+        stores=rows(Store),
+        staff=rows(User),
+        categories=rows(Category),
+        products=rows(Product),
+        members=rows(Member),
         birthdays=count(select(func.count()).where(Member.birthday_calendar.is_not(None))),
         lunar_birthdays=count(select(func.count()).where(lunar)),
         leap_month_birthdays=count(select(func.count()).where(
             lunar, Member.birth_leap_month.is_(True))),
         sms_consents=count(select(func.count()).where(Member.sms_consent.is_(True))),
         email_consents=count(select(func.count()).where(Member.email_consent.is_(True))),
-        consent_events=count(select(func.count()).select_from(ConsentEvent)),
+        consent_events=rows(ConsentEvent),
         member_sales=count(select(func.count()).where(Sale.member_id.is_not(None))),
         walk_in_sales=count(select(func.count()).where(Sale.member_id.is_(None))),
-        sale_lines=count(select(func.count()).select_from(SaleLine)),
+        sale_lines=rows(SaleLine),
         revenue_minor=count(select(func.coalesce(func.sum(Sale.total_minor), 0))),
         first_sale_at=session.scalar(select(func.min(Sale.occurred_at))),
-        last_sale_at=session.scalar(select(func.max(Sale.occurred_at))),
+        last_sale_at=last_sale_at,
+        tiers=tiers,
+        paid_members=int(paid),
+        paid_expiring=int(expiring),
+        points_outstanding=outstanding,
+        points_pending=count(select(func.coalesce(func.sum(PointsAccount.pending), 0))),
+        points_value_minor=_points_value(session, outstanding),
+        wallets=rows(WalletAccount),
+        wallet_principal_minor=count(select(func.coalesce(
+            func.sum(WalletAccount.principal_minor), 0))),
+        wallet_bonus_minor=count(select(func.coalesce(func.sum(WalletAccount.bonus_minor), 0))),
+        coupons_issued=rows(Coupon),
+        coupons_redeemed=rows(CouponRedemption),
+        stamp_cards=rows(StampCard),
+        gift_card_balance_minor=count(select(func.coalesce(func.sum(GiftCard.balance_minor),
+                                                           0))),
+        packages=rows(MemberPackage),
+        complaints=rows(Complaint),
+        complaints_open=count(select(func.count()).where(
+            Complaint.status.in_(["open", "in_progress"]))),
+        callbacks_open=count(select(func.count()).where(CallbackTask.status == "open")),
+        survey_invitations=rows(SurveyInvitation),
+        survey_responses=len(answers),
+        nps=feedback_rules.summarise(answers).nps,
     )
+
+
+def _points_value(session: Session, points: int) -> int:
+    """Minor units ``points`` pay for at the till under the programme's rate (0 without one)."""
+    program = session.get(LoyaltyProgram, 1)
+    if program is None or not points:
+        return 0
+    return int(loyalty_rules.points_value_minor(
+        points, points_per_major_redeemed=program.points_per_major_redeemed,
+        minor_per_major=replay.MINOR_PER_MAJOR))
 
 
 def member_count(session: Session) -> int:

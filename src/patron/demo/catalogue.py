@@ -194,7 +194,8 @@ class ProductRef:
 
     index: int
     id: uuid.UUID
-    category: int
+    category: int  # index into CATEGORIES; -1 for products added after the purchases
+    category_id: uuid.UUID
     price_minor: int
     cycle_days: int | None  # product's or category's replenishment cycle
     season: str | None
@@ -220,7 +221,7 @@ def create_catalogue(session: Session, *, rng: np.random.Generator,
                          "replenish_days": spec.replenish_days, "active": True})
             popularity = 0.0 if spec.season else 1.0 / (1.0 + float(ranks[pi])) ** 0.8
             refs.append(ProductRef(
-                index=len(refs), id=pid, category=ci, price_minor=spec.price_minor,
+                index=len(refs), id=pid, category=ci, category_id=cid, price_minor=spec.price_minor,
                 cycle_days=spec.replenish_days or cat.replenish_days, season=spec.season,
                 popularity=popularity))
     session.execute(insert(Product), rows)

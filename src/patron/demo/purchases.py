@@ -44,6 +44,10 @@ conventions, the sales CHECKs and ``patron doctor``: line total = quantity × un
 line discount; a sale's subtotal is the gross of its lines, its discount the sum of the
 line discounts and of its ``SaleDiscount`` rows (one per reason), and its total
 (subtotal − discount) the sum of its line totals. A share of sales are walk-ins.
+
+Member sales are then priced by the loyalty programme (``demo.loyalty``: coupons, tier
+discounts, points and stored value) between ``schedule`` (instants, ids, receipt numbers)
+and ``assemble`` (the rows); every sale's payments add up to its total.
 """
 
 from __future__ import annotations
@@ -79,17 +83,34 @@ FESTIVAL_LABEL = "节日特价"
 MEMBER_PRICE_LABEL = "会员价 95折"
 
 Line = tuple[int, int, int, int]  # product index, quantity, unit price, discount
-Discount = tuple[str, int]  # label, amount: one SaleDiscount row
+Discount = tuple[str, str | None, str, int]  # kind, reference, label, amount: a SaleDiscount
+Payment = tuple[str, int, str | None]  # method, amount, reference: a SalePayment
 
 
 @dataclass(slots=True)
 class SaleDraft:
+    """One sale before it has an instant and an id.
+
+    The loyalty stage (``demo.loyalty``) may add lines (a paid-membership fee), discounts
+    (a coupon, the tier's discount), the points it earned and redeemed, the tier it was
+    priced for and how it was paid; a sale left without ``payments`` is paid by card or
+    cash when it is assembled.
+    """
+
     day: int
     seconds: int  # after opening, store-local
     store: int
     member: int  # -1 for a walk-in
     lines: list[Line]
     discounts: list[Discount]  # the reasons for the line discounts; they add up to them
+    tier_id: uuid.UUID | None = None
+    points_earned: int = 0
+    points_redeemed: int = 0
+    payments: list[Payment] | None = None
+
+    @property
+    def total_minor(self) -> int:
+        return sum(q * price - disc for _, q, price, disc in self.lines)
 
 
 class Catalogue:
@@ -174,16 +195,16 @@ class BasketMaker:
             lines.append([product, quantity, price, discount])
         discounts: list[Discount] = []
         if festival:
-            discounts.append((FESTIVAL_LABEL, festival))
+            discounts.append(("promotion", None, FESTIVAL_LABEL, festival))
         if member_price:
-            discounts.append((MEMBER_PRICE_LABEL, member_price))
+            discounts.append(("promotion", None, MEMBER_PRICE_LABEL, member_price))
         if promo and rnd.random() < 0.7:  # most tills apply it on festival days
             net = [q * price - disc for _, q, price, disc in lines]
             off = PROMOTION_OFF_MINOR * (sum(net) // PROMOTION_STEP_MINOR)
             if off:
                 for line, share in zip(lines, allocate(off, net), strict=True):
                     line[3] += share
-                discounts.append((PROMOTION_LABEL, off))
+                discounts.append(("promotion", None, PROMOTION_LABEL, off))
         return [(p, q, price, disc) for p, q, price, disc in lines], discounts
 
 
@@ -306,24 +327,30 @@ def simulate_walk_ins(
 
 
 SALE_COLUMNS = ("id", "store_id", "member_id", "cashier_id", "receipt_no", "source",
-                "occurred_at", "recorded_at", "subtotal_minor", "discount_minor", "total_minor")
+                "occurred_at", "recorded_at", "subtotal_minor", "discount_minor", "total_minor",
+                "points_earned", "points_redeemed", "tier_id")
 LINE_COLUMNS = ("id", "sale_id", "line_no", "product_id", "quantity", "unit_price_minor",
-                "discount_minor", "total_minor")
+                "discount_minor", "total_minor", "category_id")
 DISCOUNT_COLUMNS = ("id", "sale_id", "kind", "reference", "label", "amount_minor")
+PAYMENT_COLUMNS = ("id", "sale_id", "method", "amount_minor", "reference")
+CARD_SHARE = 0.8  # of sales paid by card (bank or mobile) rather than cash
 
 
 @dataclass
-class SaleRows:
-    """Sales in time order as rows for ``bulk.insert_rows``, their lines and discounts."""
+class Schedule:
+    """When each sale happened and what the till called it, indexed like the drafts."""
 
-    sales: Sequence[tuple[object, ...]]
-    lines: Sequence[tuple[object, ...]]
-    discounts: Sequence[tuple[object, ...]]
+    at: list[datetime]  # the UTC instant of each draft
+    order: list[int]  # draft indices in time order
+    sale_ids: list[uuid.UUID]
+    receipts: list[str]
+    cashiers: list[uuid.UUID]
+    recorded_at: list[datetime]
 
 
-def assemble(drafts: list[SaleDraft], *, members: list[MemberDraft], products: list[ProductRef],
-             seasons: Seasons, stores: list[StoreRef], rng: np.random.Generator) -> SaleRows:
-    """Give drafts their instants, ids, receipt numbers and cashiers, in time order.
+def schedule(drafts: list[SaleDraft], *, seasons: Seasons, stores: list[StoreRef],
+             rng: np.random.Generator) -> Schedule:
+    """Give drafts their instants, ids, receipt numbers and cashiers.
 
     Receipt numbers run per store and local day (``SH01-20261111-00217``), as a till would
     print them, so they are unique per store as the table requires.
@@ -337,39 +364,86 @@ def assemble(drafts: list[SaleDraft], *, members: list[MemberDraft], products: l
                                                        stores[d.store].tz)
     instants = [openings[(d.day, d.store)] + timedelta(seconds=d.seconds) for d in drafts]
     order = sorted(range(len(drafts)), key=lambda i: (instants[i], drafts[i].store, i))
-    sale_ids = uuid7_batch(rng, [unix_ms(instants[i]) for i in order])
+    ordered_ids = uuid7_batch(rng, [unix_ms(instants[i]) for i in order])
     cashier_pick = rng.random(len(order)).tolist()
     sync_delay = rng.integers(2, 30, size=len(order)).tolist()
     counters: dict[tuple[int, int], int] = {}
     day_text = {day: f"{seasons.day_on(day):%Y%m%d}" for day, _ in openings}
-    sales: list[tuple[object, ...]] = []
-    line_ms: list[int] = []
-    line_parts: list[tuple[uuid.UUID, int, uuid.UUID, int, int, int, int]] = []
-    discount_ms: list[int] = []
-    discount_parts: list[tuple[uuid.UUID, str, None, str, int]] = []
+    n = len(drafts)
+    sale_ids: list[uuid.UUID] = [uuid.UUID(int=0)] * n
+    receipts = [""] * n
+    cashiers: list[uuid.UUID] = [uuid.UUID(int=0)] * n
+    recorded = list(instants)
     for k, i in enumerate(order):
-        d, at = drafts[i], instants[i]
+        d = drafts[i]
         store = stores[d.store]
         seq = counters.get((d.store, d.day), 0) + 1
         counters[(d.store, d.day)] = seq
-        receipt = f"{store.code}-{day_text[d.day]}-{seq:05d}"
-        cashier = store.staff_ids[0] if cashier_pick[k] < 0.2 else store.staff_ids[-1]
+        sale_ids[i] = ordered_ids[k]
+        receipts[i] = f"{store.code}-{day_text[d.day]}-{seq:05d}"
+        cashiers[i] = store.staff_ids[0] if cashier_pick[k] < 0.2 else store.staff_ids[-1]
+        recorded[i] = instants[i] + timedelta(seconds=sync_delay[k])
+    return Schedule(at=instants, order=order, sale_ids=sale_ids, receipts=receipts,
+                    cashiers=cashiers, recorded_at=recorded)
+
+
+@dataclass
+class SaleRows:
+    """Sales in time order as rows for ``bulk.insert_rows``: lines, discounts, payments."""
+
+    sales: Sequence[tuple[object, ...]]
+    lines: Sequence[tuple[object, ...]]
+    discounts: Sequence[tuple[object, ...]]
+    payments: Sequence[tuple[object, ...]]
+
+
+def assemble(drafts: list[SaleDraft], when: Schedule, *, members: list[MemberDraft],
+             products: list[ProductRef], stores: list[StoreRef],
+             rng: np.random.Generator) -> SaleRows:
+    """The rows of every sale, its lines, discounts and payments, in time order.
+
+    A sale the loyalty stage did not give payments to is paid in one go, by card or cash.
+    """
+    sales: list[tuple[object, ...]] = []
+    line_ms: list[int] = []
+    line_parts: list[tuple[object, ...]] = []
+    discount_ms: list[int] = []
+    discount_parts: list[tuple[object, ...]] = []
+    payment_ms: list[int] = []
+    payment_parts: list[tuple[object, ...]] = []
+    for i in when.order:
+        d, at, sale_id = drafts[i], when.at[i], when.sale_ids[i]
         subtotal = sum(q * price for _, q, price, _ in d.lines)
         discount = sum(disc for _, _, _, disc in d.lines)
-        assert discount == sum(amount for _, amount in d.discounts)
-        sales.append((sale_ids[k], store.id, members[d.member].id if d.member >= 0 else None,
-                      cashier, receipt, "import", at, at + timedelta(seconds=sync_delay[k]),
-                      subtotal, discount, subtotal - discount))
+        total = subtotal - discount
+        assert discount == sum(amount for *_, amount in d.discounts)
+        sales.append((sale_id, stores[d.store].id,
+                      members[d.member].id if d.member >= 0 else None, when.cashiers[i],
+                      when.receipts[i], "import", at, when.recorded_at[i], subtotal, discount,
+                      total, d.points_earned, d.points_redeemed, d.tier_id))
         ms = unix_ms(at)
-        for label, amount in d.discounts:
+        for kind, reference, label, amount in d.discounts:
             discount_ms.append(ms)
-            discount_parts.append((sale_ids[k], "promotion", None, label, amount))
+            discount_parts.append((sale_id, kind, reference, label, amount))
         for n, (product, quantity, price, disc) in enumerate(d.lines, start=1):
             line_ms.append(ms)
-            line_parts.append((sale_ids[k], n, products[product].id, quantity, price, disc,
-                               quantity * price - disc))
+            ref = products[product]
+            line_parts.append((sale_id, n, ref.id, quantity, price, disc,
+                               quantity * price - disc, ref.category_id))
+        if d.payments is not None:
+            assert sum(amount for _, amount, _ in d.payments) == total
+            for method, amount, reference in d.payments:
+                payment_ms.append(ms)
+                payment_parts.append((sale_id, method, amount, reference))
+        elif total:
+            payment_ms.append(ms)
+            payment_parts.append((sale_id, "", total, None))  # method drawn below
     line_ids = uuid7_batch(rng, line_ms)
     lines = [(line_id, *part) for line_id, part in zip(line_ids, line_parts, strict=True)]
     discounts = [(discount_id, *part) for discount_id, part
                  in zip(uuid7_batch(rng, discount_ms), discount_parts, strict=True)]
-    return SaleRows(sales=sales, lines=lines, discounts=discounts)
+    card = (rng.random(len(payment_parts)) < CARD_SHARE).tolist()
+    payments = [(payment_id, sale_id, method or ("card" if by_card else "cash"), amount, ref)
+                for payment_id, (sale_id, method, amount, ref), by_card
+                in zip(uuid7_batch(rng, payment_ms), payment_parts, card, strict=True)]
+    return SaleRows(sales=sales, lines=lines, discounts=discounts, payments=payments)
