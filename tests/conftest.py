@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import hypothesis
 import pytest
 from argon2 import PasswordHasher
 from fastapi import FastAPI
@@ -31,6 +32,14 @@ from patron.core.settings import Settings
 from tests import factories
 
 TEST_NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+# Property tests judge correctness, never speed (DESIGN: no timing assertions): on a busy
+# 2-core CI machine hypothesis's deadline and too-slow health check would fail them at
+# random.
+hypothesis.settings.register_profile(
+    "patron", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow,
+                                                    hypothesis.HealthCheck.data_too_large])
+hypothesis.settings.load_profile("patron")
 
 # Real argon2id, with cheap parameters: the suite hashes hundreds of passwords.
 auth_service.use_password_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
