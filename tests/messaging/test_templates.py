@@ -37,7 +37,7 @@ def test_the_built_in_set_is_complete() -> None:
     assert set(TEMPLATES) == {
         "receipt", "birthday", "anniversary", "holiday", "points_expiring", "tier_upgraded",
         "membership_renewal", "replenishment", "winback", "survey", "complaint_followup",
-        "campaign"}
+        "campaign", "otp"}
     assert TEMPLATES["receipt"].purpose is Purpose.TRANSACTIONAL
     assert TEMPLATES["birthday"].purpose is Purpose.MARKETING
 

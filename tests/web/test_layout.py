@@ -33,11 +33,12 @@ def test_menu_shows_the_sections_of_the_role(client: TestClient, world: World) -
         return re.findall(r'<a href="([^"]+)"', sidebar)
 
     web_login(client, "cashier-a")
-    assert menu() == ["/", "/members"]
+    assert menu() == ["/", "/cashier", "/members", "/catalog"]
     web_login(client, "manager-a")
-    assert menu() == ["/", "/members", "/staff", "/api-keys", "/stores"]
+    assert menu() == ["/", "/cashier", "/members", "/catalog", "/staff", "/api-keys", "/stores"]
     web_login(client, "owner")
-    assert menu() == ["/", "/members", "/staff", "/api-keys", "/stores", "/audit"]
+    assert menu() == ["/", "/cashier", "/members", "/catalog", "/staff", "/api-keys", "/stores",
+                      "/audit"]
 
 
 def test_later_features_register_their_sections(client: TestClient, world: World) -> None:

@@ -36,8 +36,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(PatronError)
     async def _patron(request: Request, exc: PatronError) -> JSONResponse:
         errors = [{"field": p.field, "message": p.message, "code": p.code} for p in exc.problems]
+        retry = getattr(exc, "retry_after", None)
         return problem(exc.status, exc.code, exc.title, exc.message,
-                       instance=request.url.path, errors=errors or None)
+                       instance=request.url.path, errors=errors or None,
+                       headers={"Retry-After": str(retry)} if retry else None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -65,3 +65,12 @@ class InsufficientBalance(PatronError):
     def __init__(self, message: str, field: str | None = None, *,
                  code: str = "insufficient_balance") -> None:
         super().__init__(message, field, code, 422)
+
+
+class TooManyAttempts(PatronError):
+    """Too many failed attempts (sign-in, one-time codes): try again after ``retry_after``
+    seconds. HTTP 429 with a Retry-After header."""
+
+    def __init__(self, message: str, field: str, retry_after: int) -> None:
+        super().__init__(message, field, code="too_many_attempts", status=429)
+        self.retry_after = max(1, retry_after)

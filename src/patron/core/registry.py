@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from patron.analytics import tables as analytics_tables
 from patron.auth import models as auth_models
+from patron.auth import throttle as auth_throttle
 from patron.cards import models as cards_models
 from patron.cards import service as cards_service
 from patron.care import models as care_models
@@ -17,6 +18,7 @@ from patron.jobs import models as jobs_models
 from patron.loyalty import models as loyalty_models
 from patron.loyalty import service as loyalty_service
 from patron.members import models as members_models
+from patron.members import otp as members_otp
 from patron.messaging import models as messaging_models
 from patron.offers import models as offers_models
 from patron.offers import promotion_models, promotion_service
@@ -29,6 +31,7 @@ __all__ = [
     "Base",
     "analytics_tables",
     "auth_models",
+    "auth_throttle",
     "cards_models",
     "cards_service",
     "care_models",
@@ -41,6 +44,7 @@ __all__ = [
     "loyalty_models",
     "loyalty_service",
     "members_models",
+    "members_otp",
     "messaging_models",
     "offers_models",
     "offers_service",

@@ -425,6 +425,31 @@ def balance(session: Session, *, clock: Clock, member_id: uuid.UUID) -> PointsBa
                          account.debt, account.lifetime_earned)
 
 
+@dataclass(frozen=True)
+class Expiring:
+    points: int
+    expires_at: datetime
+
+
+def expiring_soon(session: Session, *, clock: Clock, member_id: uuid.UUID,
+                  within: timedelta | None = None) -> list[Expiring]:
+    """Points that will expire within ``within`` (the programme's notice period unless
+    given), grouped by expiry instant, soonest first: what the member page warns about."""
+    account = session.scalar(select(PointsAccount).where(PointsAccount.member_id == member_id))
+    if account is None:
+        return []
+    now = clock.now()
+    if within is None:
+        within = timedelta(days=get_program(session, clock=clock).expiring_notice_days)
+    rows = session.execute(
+        select(PointsLot.expires_at, func.sum(PointsLot.remaining))
+        .where(PointsLot.account_id == account.id, PointsLot.remaining > 0,
+               PointsLot.expires_at.is_not(None), PointsLot.expires_at > now,
+               PointsLot.expires_at <= now + within)
+        .group_by(PointsLot.expires_at).order_by(PointsLot.expires_at))
+    return [Expiring(int(points), at) for at, points in rows if at is not None and points]
+
+
 def entries(session: Session, *, member_id: uuid.UUID, limit: int = 50) -> list[PointsEntry]:
     return list(session.scalars(
         select(PointsEntry).join(PointsAccount, PointsAccount.id == PointsEntry.account_id)

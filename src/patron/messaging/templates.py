@@ -12,8 +12,8 @@ Design overview:
   never a blank in a message sent to thousands. HTML is autoescaped; text and SMS are not.
 * The variables are typed views, not ORM rows: ``member``, ``store``, ``brand`` and
   ``links`` always; ``sale``, ``coupon``, ``points``, ``tier``, ``renewal``,
-  ``replenishment``, ``holiday``, ``anniversary``, ``winback``, ``complaint`` and
-  ``campaign`` when the template needs them (each template declares which it requires).
+  ``replenishment``, ``holiday``, ``anniversary``, ``winback``, ``complaint``,
+  ``campaign`` and ``otp`` when the template needs them (each template declares which it requires).
   Money is an integer of minor units, shown through the ``money`` filter (Babel, per
   locale, in the brand's currency); dates through ``date``, instants through ``datetime``
   (in the store's time zone).
@@ -133,6 +133,8 @@ TEMPLATES: dict[str, TemplateSpec] = {spec.name: spec for spec in (
                  ("complaint",), {**_PERSON, "ref": "complaint.reference"}),
     TemplateSpec("campaign", Purpose.MARKETING, "A marketer's free text for a campaign",
                  ("campaign",), {**_PERSON, "text": "campaign.sms"}),
+    TemplateSpec("otp", Purpose.TRANSACTIONAL, "One-time code to sign in to the member page",
+                 ("otp",), {"code": "otp.code", "minutes": "otp.minutes"}),
 )}
 
 SMS_SIGNATURE: dict[str, Callable[[str], str]] = {
@@ -272,6 +274,14 @@ class ComplaintView:
 
 
 @dataclass(frozen=True, kw_only=True)
+class OtpView:
+    """A one-time sign-in code and how many minutes it stays valid."""
+
+    code: str
+    minutes: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class CampaignView:
     """The marketer's own words; they may use the same variables as any template."""
 
@@ -299,6 +309,7 @@ class MessageContext:
     winback: WinbackView | None = None
     complaint: ComplaintView | None = None
     campaign: CampaignView | None = None
+    otp: OtpView | None = None
 
     def variables(self) -> dict[str, object]:
         """The template variables: absent parts are left undefined, not ``None``."""
@@ -765,4 +776,5 @@ def sample_context(language: str | None = "en", *, member: MemberView | None = N
                                 handled_by=w["staff"]),
         campaign=CampaignView(subject=w["campaign_subject"], body=w["campaign_body"],
                               sms=w["campaign_sms"]),
+        otp=OtpView(code="428915", minutes=10),
     )

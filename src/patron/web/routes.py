@@ -14,9 +14,21 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from patron.web import i18n, templating
-from patron.web.pages import account, api_keys, audit, member_io, members, staff, stores
+from patron.web.pages import (
+    account,
+    catalog,
+    api_keys,
+    audit,
+    cashier,
+    member_io,
+    members,
+    selfservice,
+    staff,
+    stores,
+)
 
-PAGE_MODULES = (account, member_io, members, staff, api_keys, stores, audit)
+PAGE_MODULES = (account, member_io, members, catalog, staff, api_keys, stores, audit, cashier,
+                selfservice)
 
 
 class VersionedStaticFiles(StaticFiles):

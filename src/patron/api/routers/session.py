@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from patron.api.deps import SESSION_COOKIE, Ctx, CurrentPrincipal, DbSession
 from patron.auth import service as auth
+from patron.auth import throttle
 from patron.auth.schemas import MeRead
 
 
@@ -29,10 +30,18 @@ def set_session_cookie(response: Response, token: str, *, hours: int, secure: bo
 
 
 @router.post("", operation_id="login")
-def login(ctx: Ctx, session: DbSession, body: LoginRequest, response: Response) -> LoginResult:
+def login(ctx: Ctx, session: DbSession, body: LoginRequest, request: Request,
+          response: Response) -> LoginResult:
+    """Sign in. Repeated failures lock the account (and a guessing address) for a while:
+    429 with Retry-After."""
+    address = request.client.host if request.client else "unknown"
+    throttle.check(session, clock=ctx.clock, username=body.username, address=address)
     user = auth.authenticate(session, clock=ctx.clock, username=body.username,
                              password=body.password)
+    throttle.record(session, clock=ctx.clock, username=body.username, address=address,
+                    ok=user is not None)
     if user is None:
+        session.commit()  # the failure counts even though the request fails
         raise HTTPException(401, "Wrong username or password")
     token, csrf = auth.start_session(session, clock=ctx.clock, user=user,
                                      hours=ctx.settings.session_hours)

@@ -10,6 +10,8 @@ from starlette.responses import RedirectResponse, Response
 from patron.api.deps import SESSION_COOKIE
 from patron.api.routers.session import set_session_cookie
 from patron.auth import service as auth
+from patron.auth import throttle
+from patron.core.errors import TooManyAttempts
 from patron.auth.service import LANGUAGES
 from patron.core.clock import local_today
 from patron.core.errors import PermissionDenied
@@ -55,9 +57,20 @@ def login(page: AnyPage, session: Db, data: LoginForm) -> Response:
     target = safe_next(form.get("next"))
     username, password = form.get("username"), form.values.get("password", "")
     user = None
+    address = page.request.client.host if page.request.client else "unknown"
     if username and password:
+        try:
+            throttle.check(session, clock=page.app.clock, username=username, address=address)
+        except TooManyAttempts:
+            form.values.pop("password", None)
+            form.add(None, page.gettext(N_("Too many failed sign-ins. Wait 15 minutes and "
+                                           "try again.")))
+            return render(page, "login.html", status=429, form=form, next=target)
         user = auth.authenticate(session, clock=page.app.clock, username=username,
                                  password=password)
+        throttle.record(session, clock=page.app.clock, username=username, address=address,
+                        ok=user is not None)
+        session.commit()
     if user is None:
         form.values.pop("password", None)
         form.add(None, page.gettext(N_("Wrong username or password.")))
