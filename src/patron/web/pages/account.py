@@ -11,10 +11,9 @@ from patron.api.deps import SESSION_COOKIE
 from patron.api.routers.session import set_session_cookie
 from patron.auth import service as auth
 from patron.auth import throttle
-from patron.core.errors import TooManyAttempts
 from patron.auth.service import LANGUAGES
 from patron.core.clock import local_today
-from patron.core.errors import PermissionDenied
+from patron.core.errors import PermissionDenied, TooManyAttempts
 from patron.members import service as members
 from patron.web import i18n
 from patron.web.deps import (
