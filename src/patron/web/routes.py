@@ -16,10 +16,10 @@ from starlette.types import Scope
 from patron.web import i18n, templating
 from patron.web.pages import (
     account,
-    catalog,
     api_keys,
     audit,
     cashier,
+    catalog,
     member_io,
     members,
     selfservice,
