@@ -45,10 +45,10 @@ lint: install
 	$(BIN)/mypy src
 
 pytest-sqlite: install
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 pytest-postgres: install system-deps
-	PATRON_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q -p no:cacheprovider
+	PATRON_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 test: install system-deps lint pytest-sqlite pytest-postgres
 

@@ -43,7 +43,7 @@ def scored(db: Database, world: World, clock: FixedClock) -> list[uuid.UUID]:
 
 
 @pytest.mark.parametrize("path", ["/api/v1/analytics/segments", "/api/v1/analytics/runs/latest",
-                                  f"/api/v1/members/{uuid.uuid4()}/scores"])
+                                  "/api/v1/members/7f0c2b1e-2d4e-4b8a-9c1d-3e5f6a7b8c9d/scores"])
 def test_anonymous_is_401(client: TestClient, path: str) -> None:
     assert client.get(path).status_code == 401
 
