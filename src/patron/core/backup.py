@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from patron.core.db import normalise_url
-from patron.core.errors import ValidationFailed
+from patron.core.errors import PatronError, ValidationFailed
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PGDUMP_MAGIC = b"PGDMP"
@@ -106,9 +106,13 @@ def restore(source: Path, url: str) -> None:
         if not head.startswith(PGDUMP_MAGIC):
             raise ValidationFailed("This file is not a pg_dump custom-format backup", "backup")
         args, env = _pg_args(url)
-        subprocess.run([_tool("pg_restore"), "--clean",  # noqa: S603 "--if-exists", "--no-owner",
-                        "--single-transaction", "--exit-on-error", *args, str(source)],
-                       check=True, env=env, capture_output=True, text=True)
+        done = subprocess.run(  # noqa: S603 - an argument list from the parsed URL, no shell
+            [_tool("pg_restore"), "--clean", "--if-exists", "--no-owner",
+             "--single-transaction", "--exit-on-error", *args, str(source)],
+            check=False, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise PatronError(f"pg_restore failed: {done.stderr.strip()[-500:]}", "backup",
+                              code="restore_failed", status=500)
         return
     raise ValidationFailed(f"Restores into {backend} databases are not supported",
                            "database_url")

@@ -148,11 +148,15 @@ def send_one(ctx: WorkerContext, claimed: messaging.Claimed) -> SendResult:
 
 def deliver_due(ctx: WorkerContext, *, limit: int = 50) -> int:
     """Lease, send and book up to ``limit`` due messages; returns how many were sent or tried."""
+    lease = timedelta(seconds=ctx.settings.worker_lease_seconds)
     with ctx.db.write() as session:
-        claimed = messaging.claim_due(
-            session, clock=ctx.clock, limit=limit, channels=ctx.channel_kinds,
-            lease=timedelta(seconds=ctx.settings.worker_lease_seconds))
+        claimed = messaging.claim_due(session, clock=ctx.clock, limit=limit,
+                                      channels=ctx.channel_kinds, lease=lease)
     for item in claimed:
+        with ctx.db.write() as session:  # the batch took longer than the lease: skip the
+            if not messaging.still_mine(session, clock=ctx.clock, message_id=item.id,
+                                        attempt=item.attempt, lease=lease):
+                continue  # ones another worker has taken over since
         result = send_one(ctx, item)
         with ctx.db.write() as session:
             messaging.record_result(session, clock=ctx.clock, message_id=item.id, result=result)

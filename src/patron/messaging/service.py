@@ -299,6 +299,19 @@ def claim_due(session: Session, *, clock: Clock, limit: int = 100,
     return claimed
 
 
+def still_mine(session: Session, *, clock: Clock, message_id: uuid.UUID, attempt: int,
+               lease: timedelta = LEASE) -> bool:
+    """Renew the lease on a message just before sending it; False when another worker has
+    taken it over meanwhile (its lease ran out while this worker was busy with the rest of
+    its batch). The attempt number is the fencing token: every claim increments it."""
+    result = session.execute(
+        update(Message).where(Message.id == message_id, Message.status == "sending",
+                              Message.attempts == attempt)
+        .values(lease_until=clock.now() + lease)
+        .execution_options(synchronize_session=False))
+    return bool(getattr(result, "rowcount", 0))
+
+
 def backoff(attempt: int, *, rng: random.Random | None = None,
             retry_after_s: float | None = None) -> timedelta:
     """Exponential backoff with full jitter (30 s, 1 min, 2 min ... capped at 6 h); a
