@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import and_, or_, select
+import numpy.typing as npt
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -44,6 +47,7 @@ from patron.loyalty import service as loyalty
 from patron.members.enums import Calendar, MemberStatus
 from patron.members.models import Anniversary, Member, Store
 from patron.messaging import service as messaging
+from patron.messaging.models import Message
 from patron.messaging.templates import (
     AnniversaryView,
     BrandView,
@@ -90,6 +94,7 @@ RULES: dict[str, dict[str, Any]] = {
     "complaint_followup": {"enabled": True, "channels": ["sms", "email"], "survey": True},
 }
 CHANNELS = ("sms", "email")
+IntArray = npt.NDArray[np.int64]
 
 
 class RendererContext(Protocol):
@@ -178,13 +183,44 @@ def set_rule(session: Session, *, clock: Clock, actor: Principal, code: str, ena
 # ---------------------------------------------------------------- building one message
 
 
+class Reachable(Protocol):
+    """What a message needs of a member: a ``Member``, or a :class:`Contact` read in bulk."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def card_no(self) -> str: ...
+    @property
+    def phone(self) -> str | None: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def language(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Contact:
+    """The columns of a member a greeting uses, read for many members in one query (the
+    daily rules reach thousands of members; an ORM ``Member`` each would cost more than
+    the message)."""
+
+    id: uuid.UUID
+    name: str
+    card_no: str
+    phone: str | None
+    email: str | None
+    language: str | None
+
+
 def member_token(secret: str, member_id: uuid.UUID) -> str:
     """The signed token of a member's self-service link."""
     mac = hmac.new(secret.encode(), f"member:{member_id.hex}".encode(), hashlib.sha256)
     return f"{member_id.hex}.{mac.hexdigest()[:32]}"
 
 
-def _links(ctx: RendererContext, member: Member, channel: str, marketing: bool,
+def _links(ctx: RendererContext, member: Reachable, channel: str, marketing: bool,
            survey: str | None = None) -> Links:
     secret = ctx.settings.secret_key.get_secret_value()
     base = ctx.settings.public_url.rstrip("/")
@@ -194,7 +230,7 @@ def _links(ctx: RendererContext, member: Member, channel: str, marketing: bool,
                  survey=survey)
 
 
-def _member_view(session: Session, ctx: RendererContext, member: Member, *,
+def _member_view(session: Session, ctx: RendererContext, member: Reachable, *,
                  balances: bool) -> MemberView:
     if not balances:
         return MemberView(name=member.name, card_no=member.card_no)
@@ -211,11 +247,11 @@ def _store_view(store: Store) -> StoreView:
                      timezone=store.timezone)
 
 
-def _recipient(member: Member, channel: str) -> str | None:
+def _recipient(member: Reachable, channel: str) -> str | None:
     return member.phone if channel == "sms" else member.email if channel == "email" else None
 
 
-def _channel(ctx: RendererContext, member: Member, config: dict[str, Any]) -> str | None:
+def _channel(ctx: RendererContext, member: Reachable, config: dict[str, Any]) -> str | None:
     """The first of the rule's channels that is configured and that the member can get."""
     for channel in config.get("channels", []):
         if channel in ctx.channel_kinds and _recipient(member, channel):
@@ -242,13 +278,83 @@ class Occasion:
 def _claim_occasion(session: Session, clock: Clock, rule: str, member_id: uuid.UUID,
                     occasion: str) -> uuid.UUID | None:
     """Record that this occasion is being served; None if it already was."""
+    claimed = _claim_occasions(session, clock, rule, [(member_id, occasion)])
+    return claimed.get((member_id, occasion[:100]))
+
+
+def _claim_occasions(session: Session, clock: Clock, rule: str,
+                     wanted: Sequence[tuple[uuid.UUID, str]],
+                     ) -> dict[tuple[uuid.UUID, str], uuid.UUID]:
+    """Record that these (member, occasion) pairs are being served, in one statement;
+    returns the new rows' ids by (member, occasion), leaving out those served before.
+
+    ``INSERT ... ON CONFLICT DO NOTHING`` on the unique (rule, member, occasion): the
+    database decides, so two runs racing for the same occasion cannot both win it.
+    """
+    if not wanted:
+        return {}
     dialect = session.get_bind().dialect.name
     stmt: Any = postgresql.insert(CareOccasion) if dialect == "postgresql" \
         else sqlite.insert(CareOccasion)
-    stmt = stmt.values(id=new_id(), rule=rule, member_id=member_id, occasion=occasion[:100],
-                       created_at=clock.now()).on_conflict_do_nothing(
-        index_elements=["rule", "member_id", "occasion"]).returning(CareOccasion.id)
-    return session.execute(stmt).scalar()
+    stmt = stmt.on_conflict_do_nothing(index_elements=["rule", "member_id", "occasion"]) \
+        .returning(CareOccasion.id, CareOccasion.member_id, CareOccasion.occasion)
+    now = clock.now()
+    rows = [{"id": new_id(), "rule": rule, "member_id": member_id, "occasion": occasion[:100],
+             "created_at": now} for member_id, occasion in wanted]
+    return {(member_id, occasion): occasion_id
+            for occasion_id, member_id, occasion in session.execute(stmt, rows)}
+
+
+def _outgoing(ctx: RendererContext, *, rule: str, occasion: str, template: str,
+              member: Reachable, member_view: MemberView, store: Store, channel: str,
+              parts: dict[str, Any], coupon: CouponView | None = None,
+              requires_consent: bool = False,
+              survey_link: str | None = None) -> messaging.Outgoing:
+    """Render one member's message and wrap it for the queue (its dedupe key says which
+    rule, member and occasion, so the queue too holds it at most once)."""
+    spec = ctx.renderer.spec(template)
+    marketing = spec.purpose.value == "marketing"
+    context = MessageContext(
+        member=member_view, store=_store_view(store),
+        brand=BrandView(name=ctx.settings.brand_name, currency=ctx.settings.currency),
+        links=_links(ctx, member, channel, marketing, survey_link), coupon=coupon, **parts)
+    language = member.language or ctx.settings.default_language
+    rendered = ctx.renderer.render(template, language=language, context=context)
+    recipient = _recipient(member, channel)
+    assert recipient is not None
+    payload: dict[str, Any] = {"rule": rule, "occasion": occasion,
+                               "requires_consent": requires_consent}
+    if channel == "email":
+        payload["recipient_name"] = member.name
+        payload["unsubscribe_url"] = rendered.unsubscribe_url
+        body, subject, html = rendered.text, rendered.subject, rendered.html
+    else:
+        payload["sms_params"] = rendered.sms_params
+        body, subject, html = rendered.sms_text, "", None
+    return messaging.Outgoing(
+        dedupe_key=_dedupe_key(rule, member.id, occasion), channel=channel,
+        purpose=spec.purpose.value, template=template, language=rendered.language,
+        recipient=recipient, body=body, subject=subject, html=html,
+        segments=rendered.segments if channel == "sms" else None, member_id=member.id,
+        store_id=store.id, payload=payload)
+
+
+def _dedupe_key(rule: str, member_id: uuid.UUID, occasion: str) -> str:
+    return f"care:{rule}:{member_id.hex}:{occasion}"
+
+
+def _issue_coupon(session: Session, ctx: RendererContext, *, rule: str, occasion: str,
+                  template_id: str, member_id: uuid.UUID, store: Store
+                  ) -> tuple[CouponView, str]:
+    coupon = offers.issue_coupons(
+        session, clock=ctx.clock, actor=None, template_id=uuid.UUID(template_id),
+        member_id=member_id,
+        source=CouponSource.BIRTHDAY if rule == "birthday" else CouponSource.CARE,
+        source_ref=f"{rule}:{occasion}")[0]
+    template = offers.get_template(session, template_id=coupon.template_id)
+    valid_until = coupon.valid_until.astimezone(ZoneInfo(store.timezone)).date()
+    return CouponView(name=template.name, code=coupon.code, valid_until=valid_until), \
+        coupon.code
 
 
 def serve(session: Session, ctx: RendererContext, item: Occasion) -> uuid.UUID | None:
@@ -267,43 +373,17 @@ def serve(session: Session, ctx: RendererContext, item: Occasion) -> uuid.UUID |
     coupon_view = None
     code = None
     if item.coupon_template_id:
-        coupon = offers.issue_coupons(
-            session, clock=ctx.clock, actor=None, template_id=uuid.UUID(item.coupon_template_id),
-            member_id=item.member.id,
-            source=CouponSource.BIRTHDAY if item.rule == "birthday" else CouponSource.CARE,
-            source_ref=f"{item.rule}:{item.occasion}")[0]
-        template = offers.get_template(session, template_id=coupon.template_id)
-        tz = ZoneInfo(item.store.timezone)
-        coupon_view = CouponView(name=template.name, code=coupon.code,
-                                 valid_until=coupon.valid_until.astimezone(tz).date())
-        code = coupon.code
-    spec = ctx.renderer.spec(item.template)
-    marketing = spec.purpose.value == "marketing"
-    context = MessageContext(
-        member=_member_view(session, ctx, item.member, balances=item.balances),
-        store=_store_view(item.store),
-        brand=BrandView(name=ctx.settings.brand_name, currency=ctx.settings.currency),
-        links=_links(ctx, item.member, config_channel, marketing, item.survey_link),
-        coupon=coupon_view, **item.parts)
-    language = item.member.language or ctx.settings.default_language
-    rendered = ctx.renderer.render(item.template, language=language, context=context)
-    recipient = _recipient(item.member, config_channel)
-    assert recipient is not None
-    payload: dict[str, Any] = {"rule": item.rule, "occasion": item.occasion,
-                               "requires_consent": item.requires_consent}
-    if config_channel == "email":
-        payload["recipient_name"] = item.member.name
-        payload["unsubscribe_url"] = rendered.unsubscribe_url
-        body, subject, html = rendered.text, rendered.subject, rendered.html
-    else:
-        payload["sms_params"] = rendered.sms_params
-        body, subject, html = rendered.sms_text, "", None
-    ids = messaging.enqueue(session, clock=ctx.clock, messages=[messaging.Outgoing(
-        dedupe_key=f"care:{item.rule}:{item.member.id.hex}:{item.occasion}",
-        channel=config_channel, purpose=spec.purpose.value, template=item.template,
-        language=rendered.language, recipient=recipient, body=body, subject=subject,
-        html=html, segments=rendered.segments if config_channel == "sms" else None,
-        member_id=item.member.id, store_id=item.store.id, payload=payload)])
+        coupon_view, code = _issue_coupon(session, ctx, rule=item.rule,
+                                          occasion=item.occasion,
+                                          template_id=item.coupon_template_id,
+                                          member_id=item.member.id, store=item.store)
+    outgoing = _outgoing(
+        ctx, rule=item.rule, occasion=item.occasion, template=item.template,
+        member=item.member,
+        member_view=_member_view(session, ctx, item.member, balances=item.balances),
+        store=item.store, channel=config_channel, parts=item.parts, coupon=coupon_view,
+        requires_consent=item.requires_consent, survey_link=item.survey_link)
+    ids = messaging.enqueue(session, clock=ctx.clock, messages=[outgoing])
     occasion_row = session.get(CareOccasion, occasion_id)
     if occasion_row is not None:
         occasion_row.message_id = ids[0] if ids else None
@@ -327,6 +407,126 @@ def _active_member(session: Session, member_id: Any) -> Member | None:
         return None
     member = session.get(Member, uuid.UUID(str(member_id)))
     return member if member is not None and member.status == MemberStatus.ACTIVE.value else None
+
+
+# ---------------------------------------------------------------- serving many at once
+
+
+@dataclass(frozen=True)
+class Due:
+    """A member a daily rule selected: the occasion (its once-only key) and what the
+    template says about it."""
+
+    member_id: uuid.UUID
+    occasion: str
+    parts: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Served:
+    """An occasion served by :func:`serve_due`, with the message it queued."""
+
+    due: Due
+    message_id: uuid.UUID | None
+
+
+SERVE_BATCH = 500  # members claimed, rendered and queued per round trip
+KNOWN_BATCH = 5_000  # members whose served occasions are read at once (SQLite: < 32,766 ids)
+
+
+def serve_due(session: Session, ctx: RendererContext, *, rule: str, template: str,
+              store: Store, config: dict[str, Any], due: Sequence[Due]) -> list[Served]:
+    """Serve many occasions of one rule and store, :func:`serve`'s guarantees in batches.
+
+    Occasions already on record are left out up front, a few thousand members per indexed
+    read (a daily rule selects the same lapsed members again every day; skipping them must
+    cost less than a render). Then per batch: the members' contact columns are read in one
+    query; the occasions are claimed in one ``INSERT ... ON CONFLICT DO NOTHING``
+    (authoritative, so a racing run cannot serve one twice); coupons are issued and
+    messages rendered for what was claimed; the messages are queued in one statement and
+    the occasions point at them. A member who can't be reached on any of the rule's
+    channels is skipped and nothing is recorded, as in :func:`serve`.
+    """
+    served: list[Served] = []
+    for start in range(0, len(due), KNOWN_BATCH):
+        chunk = due[start:start + KNOWN_BATCH]
+        seen = {(member_id, occasion) for member_id, occasion in session.execute(
+            select(CareOccasion.member_id, CareOccasion.occasion)
+            .where(CareOccasion.rule == rule,
+                   CareOccasion.member_id.in_({d.member_id for d in chunk})))}
+        fresh = []
+        for d in chunk:  # not served before, and each occasion once
+            pair = (d.member_id, d.occasion[:100])
+            if pair not in seen:
+                seen.add(pair)
+                fresh.append(d)
+        for first in range(0, len(fresh), SERVE_BATCH):
+            served.extend(_serve_batch(session, ctx, rule=rule, template=template,
+                                       store=store, config=config,
+                                       batch=fresh[first:first + SERVE_BATCH]))
+    return served
+
+
+def _serve_batch(session: Session, ctx: RendererContext, *, rule: str, template: str,
+                 store: Store, config: dict[str, Any], batch: Sequence[Due]) -> list[Served]:
+    channels = {"channels": list(config.get("channels", []))}
+    coupon_template_id = config.get("coupon_template_id")
+    contacts = {row.id: Contact(row.id, row.name, row.card_no, row.phone, row.email,
+                                row.language)
+                for row in session.execute(
+                    select(Member.id, Member.name, Member.card_no, Member.phone,
+                           Member.email, Member.language)
+                    .where(Member.id.in_({d.member_id for d in batch})))}
+    reachable = [(d, contacts[d.member_id], channel) for d in batch
+                 if d.member_id in contacts
+                 and (channel := _channel(ctx, contacts[d.member_id], channels))]
+    claimed = _claim_occasions(session, ctx.clock, rule,
+                               [(d.member_id, d.occasion) for d, _, _ in reachable])
+    outgoing: list[messaging.Outgoing] = []
+    records: list[tuple[Due, uuid.UUID, str | None, str]] = []
+    for d, contact, channel in reachable:
+        occasion_id = claimed.get((d.member_id, d.occasion[:100]))
+        if occasion_id is None:
+            continue  # served by a run that got there first
+        coupon_view, code = None, None
+        if coupon_template_id:
+            coupon_view, code = _issue_coupon(session, ctx, rule=rule, occasion=d.occasion,
+                                              template_id=coupon_template_id,
+                                              member_id=d.member_id, store=store)
+        message = _outgoing(ctx, rule=rule, occasion=d.occasion, template=template,
+                            member=contact,
+                            member_view=MemberView(name=contact.name, card_no=contact.card_no),
+                            store=store, channel=channel, parts=d.parts, coupon=coupon_view)
+        outgoing.append(message)
+        records.append((d, occasion_id, code, message.dedupe_key))
+    new = set(messaging.enqueue(session, clock=ctx.clock, messages=outgoing))
+    message_ids = _queued_ids(session, [key for *_, key in records], new)
+    served = []
+    updates = []
+    for d, occasion_id, code, key in records:
+        message_id = message_ids.get(key)
+        served.append(Served(d, message_id))
+        if message_id is not None or code is not None:
+            updates.append({"id": occasion_id, "message_id": message_id, "coupon_code": code})
+    if updates:
+        session.execute(update(CareOccasion), updates)  # by primary key, executemany
+    return served
+
+
+def _queued_ids(session: Session, dedupe_keys: list[str], new: set[uuid.UUID]
+                ) -> dict[str, uuid.UUID]:
+    """The ids of the messages just queued (``new``), by dedupe key.
+
+    ``messaging.enqueue`` returns the new ids of a batch without saying which is which
+    (RETURNING order is not guaranteed), so they are read back by their unique dedupe
+    keys. This is a read of messaging's table from care; it belongs in messaging (an
+    ``enqueue`` that returns ids by dedupe key would make it unnecessary).
+    """
+    if not dedupe_keys:
+        return {}
+    return {key: message_id for message_id, key in session.execute(
+        select(Message.id, Message.dedupe_key).where(Message.dedupe_key.in_(dedupe_keys)))
+        if message_id in new}
 
 
 # ---------------------------------------------------------------- event rules
@@ -427,6 +627,11 @@ def on_membership_expiring(session: Session, ctx: RendererContext, event: Outbox
 
 
 # ---------------------------------------------------------------- daily rules
+#
+# Each daily rule is two halves: *selection* (``due_*``: who is due today, from indexed
+# reads shaped for a whole store) and *serving* (:func:`serve_due`: claim, render, queue in
+# batches). ``run_daily_for_store`` and the rule functions run both; the halves are public
+# so that bench/care_jobs.py can time them apart.
 
 
 def _store_members(store: Store) -> Any:
@@ -434,37 +639,45 @@ def _store_members(store: Store) -> Any:
                                    Member.status == MemberStatus.ACTIVE.value)
 
 
-def birthdays(session: Session, ctx: RendererContext, store: Store, today: date) -> int:
-    """Greet the store's members whose birthday (solar or lunar) is ``days_before`` away."""
-    config = rule_config(session, "birthday", store.id)
-    if not config["enabled"]:
-        return 0
+def due_birthdays(session: Session, store: Store, today: date, config: dict[str, Any]
+                  ) -> list[Due]:
+    """Members of the store whose birthday (solar or lunar) is ``days_before`` away.
+
+    One query per calendar month among the day's keys (usually the solar month and the
+    lunar one), each ``birth_month = ? AND birth_day IN (...)`` so that SQLite picks
+    ``ix_members_birthday`` rather than scanning the store's members (an OR of the keys,
+    or an IN on both columns, made it choose the home-store index when it has no
+    statistics).
+    """
     day = today + timedelta(days=int(config["days_before"]))
-    keys = calendar.keys_celebrated_on(day)
-    conds = [and_(Member.birthday_calendar == k.calendar.value, Member.birth_month == k.month,
-                  Member.birth_day == k.day, Member.birth_leap_month.is_(k.leap_month))
-             for k in keys]
-    served = 0
-    for member in session.scalars(select(Member).where(
-            Member.home_store_id == store.id, Member.status == MemberStatus.ACTIVE.value,
-            or_(*conds))):
-        spec = calendar.Occasion(Calendar(member.birthday_calendar or "solar"),
-                                 member.birth_month or 0, member.birth_day or 0, None,
-                                 member.birth_leap_month)
-        year = calendar.celebration_year(spec, day)
-        item = _occasion(session, "birthday", member, store, f"{year}", "birthday", {}, config)
-        if item is not None and serve(session, ctx, item):
-            served += 1
-    return served
+    by_month: dict[int, list[calendar.Occasion]] = defaultdict(list)
+    for key in calendar.keys_celebrated_on(day):
+        by_month[key.month].append(key)
+    due: list[Due] = []
+    for month, keys in sorted(by_month.items()):
+        rows = session.execute(
+            select(Member.id, Member.birthday_calendar, Member.birth_month, Member.birth_day,
+                   Member.birth_leap_month)
+            .where(Member.birth_month == month,
+                   Member.birth_day.in_(sorted({k.day for k in keys})),
+                   Member.home_store_id == store.id,
+                   Member.status == MemberStatus.ACTIVE.value,
+                   or_(*[and_(Member.birthday_calendar == k.calendar.value,
+                              Member.birth_day == k.day,
+                              Member.birth_leap_month.is_(k.leap_month)) for k in keys]))
+            .order_by(Member.id))
+        for member_id, calendar_name, birth_month, birth_day, leap in rows:
+            spec = calendar.Occasion(Calendar(calendar_name or "solar"), birth_month or 0,
+                                     birth_day or 0, None, leap)
+            due.append(Due(member_id, f"{calendar.celebration_year(spec, day)}", {}))
+    return due
 
 
-def anniversaries(session: Session, ctx: RendererContext, store: Store, today: date) -> int:
+def due_anniversaries(session: Session, store: Store, today: date, config: dict[str, Any]
+                      ) -> list[Due]:
     """Membership anniversaries (the local day they joined) and recorded anniversaries."""
-    config = rule_config(session, "anniversary", store.id)
-    if not config["enabled"]:
-        return 0
     day = today + timedelta(days=int(config["days_before"]))
-    served = 0
+    due: list[Due] = []
     if config.get("membership"):
         tz = ZoneInfo(store.timezone)
         # joined on this month/day in an earlier year, local time: scan a day's window
@@ -485,175 +698,247 @@ def anniversaries(session: Session, ctx: RendererContext, store: Store, today: d
                                              datetime.min.time(), tz)
                     windows.append(and_(Member.joined_at >= start,
                                         Member.joined_at < start + timedelta(days=1)))
-        for member in session.scalars(select(Member).where(
+        for member_id, joined_at in session.execute(select(Member.id, Member.joined_at).where(
                 Member.home_store_id == store.id, Member.status == MemberStatus.ACTIVE.value,
                 or_(*windows))):
-            joined = member.joined_at.astimezone(tz).date()
-            item = _occasion(session, "anniversary", member, store, f"joined:{day.year}",
-                             "anniversary", {"anniversary": AnniversaryView(
-                                 label="membership", years=day.year - joined.year)}, config)
-            if item is not None and serve(session, ctx, item):
-                served += 1
+            joined = joined_at.astimezone(tz).date()
+            due.append(Due(member_id, f"joined:{day.year}", {"anniversary": AnniversaryView(
+                label="membership", years=day.year - joined.year)}))
     rows = session.execute(
-        select(Anniversary, Member).join(Member, Member.id == Anniversary.member_id)
+        select(Anniversary.id, Anniversary.on, Anniversary.label, Anniversary.kind, Member.id)
+        .join(Member, Member.id == Anniversary.member_id)
         .where(Member.home_store_id == store.id, Member.status == MemberStatus.ACTIVE.value,
                Anniversary.on.is_not(None)))
-    for anniversary, member in rows:
-        spec = calendar.Occasion.anniversary_of(anniversary.on)
+    for anniversary_id, on, label, kind, member_id in rows:
+        spec = calendar.Occasion.anniversary_of(on)
         if not calendar.occasion_dates(spec, day, day):
             continue
-        item = _occasion(session, "anniversary", member, store,
-                         f"{anniversary.id.hex}:{day.year}", "anniversary",
-                         {"anniversary": AnniversaryView(
-                             label=anniversary.label or anniversary.kind,
-                             years=calendar.anniversary_number(spec, day))}, config)
-        if item is not None and serve(session, ctx, item):
-            served += 1
-    return served
+        due.append(Due(member_id, f"{anniversary_id.hex}:{day.year}", {
+            "anniversary": AnniversaryView(label=label or kind,
+                                           years=calendar.anniversary_number(spec, day))}))
+    return due
 
 
 def _is_leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
+def due_holiday_greetings(session: Session, store: Store, today: date,
+                          config: dict[str, Any], language: str) -> list[Due]:
+    """On (or before) a chosen holiday, every member of the store who can be reached for
+    marketing; members without consent are not selected at all (counted by the report)."""
+    day = today + timedelta(days=int(config["days_before"]))
+    due: list[Due] = []
+    for occurrence in holidays.holidays_on(day, codes=config.get("holidays") or None):
+        name = occurrence.holiday.name_zh if language == "zh_CN" else occurrence.holiday.name_en
+        parts = {"holiday": HolidayView(name=name)}
+        consent = or_(*[getattr(Member, f"{c}_consent").is_(True)
+                        for c in config["channels"] if c in CHANNELS])
+        key = f"{occurrence.holiday.code}:{day.year}"
+        due.extend(Due(member_id, key, parts) for member_id in session.scalars(
+            select(Member.id).where(Member.home_store_id == store.id,
+                                    Member.status == MemberStatus.ACTIVE.value, consent)))
+    return due
+
+
+def local_days(at_us: IntArray, tz: ZoneInfo) -> IntArray:
+    """The local calendar day (``date.toordinal()``) in ``tz`` of each UTC instant given in
+    microseconds since the epoch: ``at.astimezone(tz).date().toordinal()`` for a million
+    instants at once.
+
+    The zone's offset is looked up once per UTC day (at its start and at the next day's);
+    only on a day when the offset changes (a daylight-saving switch) is it looked up per
+    instant.
+    """
+    if len(at_us) == 0:
+        return np.zeros(0, dtype=np.int64)
+    seconds = at_us // 1_000_000
+    utc_day = seconds // 86_400
+    first = int(utc_day.min())
+    starts = np.array([_offset_s(tz, (first + k) * 86_400)
+                       for k in range(int(utc_day.max()) - first + 2)], dtype=np.int64)
+    offset = starts[utc_day - first]
+    switching = np.flatnonzero((starts[1:] != starts[:-1])[utc_day - first])
+    if len(switching):
+        offset[switching] = [_offset_s(tz, s) for s in seconds[switching].tolist()]
+    return (seconds + offset) // 86_400 + _EPOCH_ORDINAL
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def _offset_s(tz: ZoneInfo, epoch_s: int) -> int:
+    offset = datetime.fromtimestamp(epoch_s, tz).utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
+
+
+def due_replenishments(session: Session, store: Store, today: date, config: dict[str, Any]
+                       ) -> list[Due]:
+    """Members due a reminder today, before they run out of what they buy regularly.
+
+    Each member's cycle for a product comes from their own intervals between purchase days
+    in the last ``history_days``, shrunk toward the product's (or category's) cycle
+    (care.replenishment); the reminder is due ``days_before`` the predicted run-out.
+    Occasion = product and last purchase day, so one reminder per cycle, and none once
+    they have bought again.
+
+    The store's year of purchases is read as columns (``sales.queries.purchase_columns``:
+    member, product, instant; a million members' year is several million lines), turned
+    into local days with NumPy, sorted by one integer key (product, member, day) and
+    handed to ``replenishment.cycles_by_member`` per product: every purchase in the window
+    is used, as the per-member rule does; nothing is sampled.
+    """
+    cycles = catalog.replenishment_cycles(session)
+    if not cycles:
+        return []
+    tz = ZoneInfo(store.timezone)
+    since = datetime.combine(today - timedelta(days=int(config["history_days"])),
+                             datetime.min.time(), tz)
+    products = list(cycles)
+    rows = sales_queries.purchase_columns(session, members=_store_members(store),
+                                          product_ids=products, since=since)
+    if not len(rows):
+        return []
+    day = local_days(rows.at_us, tz)
+    low = int(day.min())
+    span = int(day.max()) - low + 1
+    n_members = len(rows.member_ids)
+    key = np.sort((rows.product * n_members + rows.member) * span + (day - low))
+    day, pair = key % span + low, key // span
+    member, product = pair % n_members, pair // n_members
+    bounds = np.searchsorted(product, np.arange(len(products) + 1))
+    days_before = int(config["days_before"])
+    due: list[Due] = []
+    for p, (lo, hi) in enumerate(itertools.pairwise(bounds.tolist())):
+        if lo == hi:
+            continue
+        _category, cycle_days, name = cycles[products[p]]
+        result = replenishment.cycles_by_member(
+            member[lo:hi], day[lo:hi], category_cycle_days=cycle_days,
+            prior_strength=float(config["prior_strength"]))
+        for i in np.flatnonzero(result.remind_day(days_before) == today.toordinal()).tolist():
+            last = date.fromordinal(int(result.last_day[i]))
+            due.append(Due(rows.member_ids[int(result.member_ids[i])],
+                           f"{products[p].hex}:{last.isoformat()}",
+                           {"replenishment": ReplenishmentView(product=name,
+                                                               last_bought_on=last)}))
+    return due
+
+
+def due_winbacks(session: Session, store: Store, today: date, config: dict[str, Any]
+                 ) -> list[Due]:
+    """Valuable members who have stayed away, the longest away first.
+
+    Selected: members of the store whose last purchase is ``days_away`` or more ago and who
+    spent at least ``min_spend_minor`` in the ``spend_window_days`` before it (one query,
+    ``sales.queries.lapsed_spenders``). Occasion = the last purchase day, so one invitation
+    per lapse (a member who comes back and lapses again is invited again).
+    """
+    tz = ZoneInfo(store.timezone)
+    cutoff = datetime.combine(today - timedelta(days=int(config["days_away"])),
+                              datetime.min.time(), tz)
+    due = []
+    for member_id, at, _spend in sales_queries.lapsed_spenders(
+            session, members=_store_members(store), lapsed_before=cutoff,
+            window_days=int(config["spend_window_days"]),
+            min_spend_minor=int(config["min_spend_minor"])):
+        last_day = at.astimezone(tz).date()
+        due.append(Due(member_id, last_day.isoformat(), {"winback": WinbackView(
+            last_visit_on=last_day, days_away=(today - last_day).days)}))
+    return due
+
+
+@dataclass(frozen=True)
+class DailyRule:
+    """A daily rule: its code (for its settings), its template and its selection."""
+
+    code: str
+    template: str
+    select: Callable[[Session, RendererContext, Store, date, dict[str, Any]], list[Due]]
+
+
+DAILY_RULES: dict[str, DailyRule] = {rule.code: rule for rule in (
+    DailyRule("birthday", "birthday",
+              lambda s, ctx, store, today, config: due_birthdays(s, store, today, config)),
+    DailyRule("anniversary", "anniversary",
+              lambda s, ctx, store, today, config: due_anniversaries(s, store, today, config)),
+    DailyRule("holiday", "holiday",
+              lambda s, ctx, store, today, config: due_holiday_greetings(
+                  s, store, today, config, ctx.settings.default_language)),
+    DailyRule("replenishment", "replenishment",
+              lambda s, ctx, store, today, config: due_replenishments(s, store, today, config)),
+    DailyRule("winback", "winback",
+              lambda s, ctx, store, today, config: due_winbacks(s, store, today, config)),
+)}
+
+
+def select_due(session: Session, ctx: RendererContext, code: str, store: Store,
+               today: date) -> tuple[dict[str, Any], list[Due]]:
+    """The store's settings of a daily rule and who is due today (nobody if it is off)."""
+    config = rule_config(session, code, store.id)
+    if not config["enabled"]:
+        return config, []
+    return config, DAILY_RULES[code].select(session, ctx, store, today, config)
+
+
+def serve_daily(session: Session, ctx: RendererContext, code: str, store: Store,
+                today: date, config: dict[str, Any], due: Sequence[Due]) -> int:
+    """Serve what :func:`select_due` found; returns how many messages were queued.
+
+    Win-back also asks the member's home store to call each member it invited.
+    """
+    served = [s for s in serve_due(session, ctx, rule=code, template=DAILY_RULES[code].template,
+                                   store=store, config=config, due=due)
+              if s.message_id is not None]
+    if code == "winback" and config.get("callback"):
+        for item in served:
+            _callback(session, ctx.clock, item.due.member_id, store, today,
+                      int(config["callback_due_days"]), item.due.parts["winback"].days_away)
+    return len(served)
+
+
+def _run_rule(session: Session, ctx: RendererContext, code: str, store: Store,
+              today: date) -> int:
+    config, due = select_due(session, ctx, code, store, today)
+    return serve_daily(session, ctx, code, store, today, config, due) if due else 0
+
+
+def birthdays(session: Session, ctx: RendererContext, store: Store, today: date) -> int:
+    """Greet the store's members whose birthday (solar or lunar) is ``days_before`` away."""
+    return _run_rule(session, ctx, "birthday", store, today)
+
+
+def anniversaries(session: Session, ctx: RendererContext, store: Store, today: date) -> int:
+    """Membership anniversaries (the local day they joined) and recorded anniversaries."""
+    return _run_rule(session, ctx, "anniversary", store, today)
+
+
 def holiday_greetings(session: Session, ctx: RendererContext, store: Store, today: date) -> int:
     """On (or before) a chosen holiday, greet every member of the store who can be reached
     for marketing; members without consent are not queued at all (counted by the report)."""
-    config = rule_config(session, "holiday", store.id)
-    if not config["enabled"]:
-        return 0
-    day = today + timedelta(days=int(config["days_before"]))
-    found = holidays.holidays_on(day, codes=config.get("holidays") or None)
-    if not found:
-        return 0
-    served = 0
-    language = ctx.settings.default_language
-    for occurrence in found:
-        name = occurrence.holiday.name_zh if language == "zh_CN" else occurrence.holiday.name_en
-        consent = or_(*[getattr(Member, f"{c}_consent").is_(True)
-                        for c in config["channels"] if c in CHANNELS])
-        for member in session.scalars(select(Member).where(
-                Member.home_store_id == store.id, Member.status == MemberStatus.ACTIVE.value,
-                consent)):
-            item = _occasion(session, "holiday", member, store,
-                             f"{occurrence.holiday.code}:{day.year}", "holiday",
-                             {"holiday": HolidayView(name=name)}, config)
-            if item is not None and serve(session, ctx, item):
-                served += 1
-    return served
+    return _run_rule(session, ctx, "holiday", store, today)
 
 
 def replenishment_reminders(session: Session, ctx: RendererContext, store: Store,
                             today: date) -> int:
-    """Remind members before they run out of what they buy regularly.
-
-    Each member's cycle for a product comes from their own intervals between purchase days,
-    shrunk toward the product's (or category's) cycle (care.replenishment); the reminder is
-    due ``days_before`` the predicted run-out. Occasion = product and last purchase day, so
-    one reminder per cycle, and none once they have bought again.
-    """
-    config = rule_config(session, "replenishment", store.id)
-    if not config["enabled"]:
-        return 0
-    cycles = catalog.replenishment_cycles(session)
-    if not cycles:
-        return 0
-    tz = ZoneInfo(store.timezone)
-    since = datetime.combine(today - timedelta(days=int(config["history_days"])),
-                             datetime.min.time(), tz)
-    rows = sales_queries.product_purchases(session, members=_store_members(store),
-                                           product_ids=list(cycles), since=since)
-    days_before = int(config["days_before"])
-    by_product: dict[uuid.UUID, list[tuple[uuid.UUID, int]]] = defaultdict(list)
-    for member_id, product_id, at, _qty in rows:
-        by_product[product_id].append((member_id, at.astimezone(tz).date().toordinal()))
-    due: list[tuple[uuid.UUID, uuid.UUID, date]] = []
-    for product_id, purchases in by_product.items():
-        purchases.sort()
-        keys = sorted({m for m, _ in purchases})
-        index = {m: i for i, m in enumerate(keys)}
-        result = replenishment.cycles_by_member(
-            np.array([index[m] for m, _ in purchases], dtype=np.int64),
-            np.array([d for _, d in purchases], dtype=np.int64),
-            category_cycle_days=cycles[product_id][1],
-            prior_strength=float(config["prior_strength"]))
-        remind = result.remind_day(days_before)
-        for i in np.nonzero(remind == today.toordinal())[0]:
-            member_key = keys[int(result.member_ids[i])]
-            due.append((member_key, product_id, date.fromordinal(int(result.last_day[i]))))
-    served = 0
-    for member_id, product_id, last in due:
-        member = session.get(Member, member_id)
-        if member is None:
-            continue
-        item = _occasion(session, "replenishment", member, store,
-                         f"{product_id.hex}:{last.isoformat()}", "replenishment",
-                         {"replenishment": ReplenishmentView(product=cycles[product_id][2],
-                                                             last_bought_on=last)}, config)
-        if item is not None and serve(session, ctx, item):
-            served += 1
-    return served
+    """Remind members before they run out of what they buy regularly (see
+    :func:`due_replenishments`)."""
+    return _run_rule(session, ctx, "replenishment", store, today)
 
 
 def winback(session: Session, ctx: RendererContext, store: Store, today: date) -> int:
-    """Invite back valuable members who have stayed away, and ask their home store to call.
-
-    Selected: members of the store whose last purchase is ``days_away`` or more ago and who
-    spent at least ``min_spend_minor`` in the ``spend_window_days`` before it. Occasion =
-    the last purchase day, so one invitation per lapse (a member who comes back and lapses
-    again is invited again).
-    """
-    config = rule_config(session, "winback", store.id)
-    if not config["enabled"]:
-        return 0
-    tz = ZoneInfo(store.timezone)
-    cutoff = datetime.combine(today - timedelta(days=int(config["days_away"])),
-                              datetime.min.time(), tz)
-    last = sales_queries.last_purchases(session, members=_store_members(store))
-    lapsed = {m: at for m, at in last.items() if at < cutoff}
-    if not lapsed:
-        return 0
-    window = timedelta(days=int(config["spend_window_days"]))
-    earliest = min(lapsed.values()) - window
-    # spend in the window before each member's own last visit; read for the whole store
-    # in one query (an IN list of every lapsed id would exceed SQLite's variable limit)
-    spend: dict[uuid.UUID, int] = defaultdict(int)
-    for member_id, at, amount in sales_queries.member_sales_since(
-            session, members=_store_members(store), since=earliest):
-        last_at = lapsed.get(member_id)
-        if last_at is not None and at >= last_at - window:
-            spend[member_id] += amount
-    served = 0
-    for member_id, at in sorted(lapsed.items(), key=lambda kv: kv[1]):
-        if spend.get(member_id, 0) < int(config["min_spend_minor"]):
-            continue
-        member = session.get(Member, member_id)
-        if member is None:
-            continue
-        last_day = at.astimezone(tz).date()
-        away = (today - last_day).days
-        item = _occasion(session, "winback", member, store, f"{last_day.isoformat()}",
-                         "winback", {"winback": WinbackView(last_visit_on=last_day,
-                                                            days_away=away)}, config)
-        if item is None:
-            continue
-        message_id = serve(session, ctx, item)
-        if message_id is None:
-            continue
-        served += 1
-        if config.get("callback"):
-            _callback(session, ctx.clock, member, store, today,
-                      int(config["callback_due_days"]), away)
-    return served
+    """Invite back valuable members who have stayed away (see :func:`due_winbacks`), and
+    ask their home store to call."""
+    return _run_rule(session, ctx, "winback", store, today)
 
 
-def _callback(session: Session, clock: Clock, member: Member, store: Store, today: date,
+def _callback(session: Session, clock: Clock, member_id: uuid.UUID, store: Store, today: date,
               due_days: int, away: int) -> None:
     """A call for the member's home store (the feedback domain keeps callback tasks)."""
     from patron.feedback import service as feedback  # feedback's rules import care
     from patron.feedback.enums import CallbackReason
 
-    feedback.create_callback(session, clock=clock, actor=None, member_id=member.id,
+    feedback.create_callback(session, clock=clock, actor=None, member_id=member_id,
                              store_id=store.id, reason=CallbackReason.WIN_BACK,
                              due_on=today + timedelta(days=due_days),
                              notes=f"{away} days since the last visit")
