@@ -248,9 +248,9 @@ def test_daily_schedules_run_once_per_store_and_local_day(
     clock.advance(timedelta(hours=-8, minutes=-55))  # 09:05 in Shanghai: care is due
     first = run_schedules(worker.ctx, worker.schedules)
     second = run_schedules(worker.ctx, worker.schedules)
-    assert sorted(r.split(":")[0] for r in first) == ["care.daily", "care.daily",
-                                                      "loyalty.daily"]
+    assert sorted(r.split(":")[0] for r in first) == ["campaigns.daily", "care.daily",
+                                                      "care.daily", "loyalty.daily"]
     assert second == []
     with db.read() as s:
         statuses = [r.status for r in s.scalars(select(ScheduledRun))]
-    assert statuses == ["done"] * 3
+    assert statuses == ["done"] * 4

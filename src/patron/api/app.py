@@ -10,6 +10,7 @@ from patron.api.routers import (
     analytics,
     api_keys,
     audit,
+    campaigns,
     cards,
     catalog,
     feedback,
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
         v1.include_router(module.router)
     v1.include_router(analytics.router)
     v1.include_router(reports.router)
+    v1.include_router(campaigns.router)
     app.include_router(v1)
 
     from patron.web import routes as web  # the web layer is optional for API-only tests

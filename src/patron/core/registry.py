@@ -6,6 +6,8 @@ from __future__ import annotations
 from patron.analytics import tables as analytics_tables
 from patron.auth import models as auth_models
 from patron.auth import throttle as auth_throttle
+from patron.campaigns import models as campaigns_models
+from patron.campaigns import service as campaigns_service
 from patron.cards import models as cards_models
 from patron.cards import service as cards_service
 from patron.care import models as care_models
@@ -32,6 +34,8 @@ __all__ = [
     "analytics_tables",
     "auth_models",
     "auth_throttle",
+    "campaigns_models",
+    "campaigns_service",
     "cards_models",
     "cards_service",
     "care_models",

@@ -73,11 +73,20 @@ def _loyalty_daily(session: Session, ctx: WorkerContext, _store: Store | None, _
     return run_all(session, ctx.clock)
 
 
+def _campaigns_daily(session: Session, ctx: WorkerContext, _store: Store | None, day: date
+                     ) -> dict[str, int]:
+    from patron.campaigns import service as campaigns
+
+    return campaigns.run_due(session, ctx, today=day, checkpoint=session.commit)
+
+
 SCHEDULES: list[Schedule] = [
     # points, tiers, memberships, coupons and cards just after local midnight
     Schedule("loyalty.daily", "15 0 * * *", _loyalty_daily, per_store=False),
     # greetings and reminders in the morning of each store's own day
     Schedule("care.daily", "0 9 * * *", _care_daily, per_store=True),
+    # scheduled campaigns of the day and weekly ones, queued just after midnight
+    Schedule("campaigns.daily", "5 0 * * *", _campaigns_daily, per_store=False),
 ]
 
 

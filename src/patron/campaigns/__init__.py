@@ -1,0 +1,1 @@
+"""Segment-targeted campaigns with control groups and uplift (see service.py)."""
