@@ -8,7 +8,6 @@ test starts from empty tables.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,18 +17,18 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from patron.api.app import create_app
 from patron.auth import service as auth_service
 from patron.core import migrate
 from patron.core.clock import FixedClock
-from patron.core.db import Database, normalise_url
+from patron.core.db import Database
 from patron.core.registry import Base
 from patron.core.settings import Settings
 from tests import factories
+from tests.support.pgdb import throwaway_database
 
 TEST_NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -52,17 +51,8 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         path: Path = tmp_path_factory.mktemp("db") / "patron-test.db"
         yield f"sqlite:///{path}"
         return
-    url = make_url(normalise_url(server))
-    name = f"patron_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database(server) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 from patron.analytics import source
 from patron.core import migrate
-from patron.core.db import Database, normalise_url
+from patron.core.db import Database
 from patron.core.errors import ValidationFailed
 from tests.analytics.history import History, at
+from tests.support.pgdb import throwaway_database
 
 AS_OF = date(2026, 11, 22)  # Shanghai: the history ends at 2026-11-22 16:00 UTC
 TZ = "Asia/Shanghai"
@@ -173,17 +173,8 @@ def postgres_url() -> Iterator[str]:
     server = os.environ.get("PATRON_TEST_DATABASE_URL")
     if not server:
         pytest.skip("PATRON_TEST_DATABASE_URL is not set")
-    url = make_url(normalise_url(server))
-    name = f"patron_analytics_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database(server, "patron_analytics") as url:
+        yield url
 
 
 def test_sqlite_and_postgresql_give_identical_tables(tmp_path: Path, postgres_url: str) -> None:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect
 
 from patron.core import migrate
-from patron.core.db import make_engine, normalise_url
+from patron.core.db import make_engine
+from tests.support.pgdb import throwaway_database
 
 OFFERS_TABLES = {"coupon_templates", "coupon_template_targets", "coupons",
                  "coupon_redemptions", "coupon_restorations", "referral_codes",
@@ -28,17 +27,8 @@ def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     server = os.environ.get("PATRON_TEST_DATABASE_URL")
     if not server:
         pytest.skip("PostgreSQL runs when PATRON_TEST_DATABASE_URL is set")
-    url = make_url(normalise_url(server))
-    name = f"patron_mig_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database(server, "patron_mig") as url:
+        yield url
 
 
 def test_offers_migration_downgrades_and_upgrades_again(blank_url: str) -> None:
