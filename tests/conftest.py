@@ -32,6 +32,9 @@ from tests.support.pgdb import throwaway_database
 
 TEST_NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
+# The browser fixtures (uvicorn in a thread, Debian's Chromium) for every web test module.
+pytest_plugins = ["tests.web.pages_support"]
+
 # Property tests judge correctness, never speed (DESIGN: no timing assertions): on a busy
 # 2-core CI machine hypothesis's deadline and too-slow health check would fail them at
 # random.
