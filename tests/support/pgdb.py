@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-from sqlalchemy import create_engine, text
+import pytest
+from alembic import command
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from patron.core import migrate
 from patron.core.db import normalise_url
 
 
@@ -27,3 +32,25 @@ def throwaway_database(server: str, prefix: str = "patron_test") -> Iterator[str
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def blank_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database of ``kind`` ("sqlite" or "postgresql") for migration tests; the
+    PostgreSQL one is skipped when the run has no PATRON_TEST_DATABASE_URL."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path}/blank.db"
+        return
+    server = os.environ.get("PATRON_TEST_DATABASE_URL")
+    if not server:
+        pytest.skip("PostgreSQL runs when PATRON_TEST_DATABASE_URL is set")
+    with throwaway_database(server, "patron_mig") as url:
+        yield url
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Run the migrations down to ``revision`` on ``engine``."""
+    cfg = migrate.alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from patron.catalog.models import Category, Product
 from patron.core.db import Database
+from patron.web import i18n
 from tests.factories import World
 from tests.web.helpers import web_login
 
@@ -66,6 +67,8 @@ def test_cashiers_see_the_catalogue_but_cannot_change_it(client: TestClient,
 
 
 def test_catalogue_in_chinese(client: TestClient, world: World) -> None:
-    web_login(client, "owner")
-    page = client.get("/catalog", headers={"Accept-Language": "zh-CN"})
+    web_login(client, "cashier-a")
+    client.cookies.set(i18n.LANG_COOKIE, "zh_CN")
+    page = client.get("/catalog")
     assert page.status_code == 200
+    assert "商品目录" in page.text and "按 SKU 或名称搜索" in page.text
