@@ -47,7 +47,6 @@ from patron.loyalty import service as loyalty
 from patron.members.enums import Calendar, MemberStatus
 from patron.members.models import Anniversary, Member, Store
 from patron.messaging import service as messaging
-from patron.messaging.models import Message
 from patron.messaging.templates import (
     AnniversaryView,
     BrandView,
@@ -499,8 +498,7 @@ def _serve_batch(session: Session, ctx: RendererContext, *, rule: str, template:
                             store=store, channel=channel, parts=d.parts, coupon=coupon_view)
         outgoing.append(message)
         records.append((d, occasion_id, code, message.dedupe_key))
-    new = set(messaging.enqueue(session, clock=ctx.clock, messages=outgoing))
-    message_ids = _queued_ids(session, [key for *_, key in records], new)
+    message_ids = messaging.enqueue_by_key(session, clock=ctx.clock, messages=outgoing)
     served = []
     updates = []
     for d, occasion_id, code, key in records:
@@ -511,22 +509,6 @@ def _serve_batch(session: Session, ctx: RendererContext, *, rule: str, template:
     if updates:
         session.execute(update(CareOccasion), updates)  # by primary key, executemany
     return served
-
-
-def _queued_ids(session: Session, dedupe_keys: list[str], new: set[uuid.UUID]
-                ) -> dict[str, uuid.UUID]:
-    """The ids of the messages just queued (``new``), by dedupe key.
-
-    ``messaging.enqueue`` returns the new ids of a batch without saying which is which
-    (RETURNING order is not guaranteed), so they are read back by their unique dedupe
-    keys. This is a read of messaging's table from care; it belongs in messaging (an
-    ``enqueue`` that returns ids by dedupe key would make it unnecessary).
-    """
-    if not dedupe_keys:
-        return {}
-    return {key: message_id for message_id, key in session.execute(
-        select(Message.id, Message.dedupe_key).where(Message.dedupe_key.in_(dedupe_keys)))
-        if message_id in new}
 
 
 # ---------------------------------------------------------------- event rules

@@ -108,8 +108,15 @@ def enqueue(session: Session, *, clock: Clock, messages: list[Outgoing]) -> list
     Returns the ids of the messages that were new. Many at once (a campaign) go in one
     statement per 1,000.
     """
+    return list(enqueue_by_key(session, clock=clock, messages=messages).values())
+
+
+def enqueue_by_key(session: Session, *, clock: Clock, messages: list[Outgoing]
+                   ) -> dict[str, uuid.UUID]:
+    """:func:`enqueue`, answering which new message id belongs to which dedupe key (callers
+    that record the message against their own row need that)."""
     now = clock.now()
-    new_ids: list[uuid.UUID] = []
+    new_ids: dict[str, uuid.UUID] = {}
     for start in range(0, len(messages), 1000):
         rows = []
         for m in messages[start:start + 1000]:
@@ -130,10 +137,11 @@ def enqueue(session: Session, *, clock: Clock, messages: list[Outgoing]) -> list
         dialect = session.get_bind().dialect.name
         stmt: Any = (postgresql.insert(Message) if dialect == "postgresql"
                      else sqlite.insert(Message))
-        stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Message.id)
+        stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
+            Message.dedupe_key, Message.id)
         # one multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING id per batch (SQLAlchemy's
         # "insertmanyvalues"); rows skipped as duplicates return nothing
-        new_ids.extend(session.execute(stmt, rows).scalars().all())
+        new_ids.update((key, message_id) for key, message_id in session.execute(stmt, rows))
     return new_ids
 
 
