@@ -322,7 +322,10 @@ def test_cashier_rings_up_a_sale_in_chromium(
     expect(pg.locator("table.basket tbody tr")).to_have_count(2)
     pg.check(f".coupon-check input[value='{shop.coupon_code}']")
     expect(pg.locator(".totals")).to_contain_text("−CN¥5.00")
+    # the coupon's re-pricing must have settled (it may move the focus) before typing on
+    pg.wait_for_function("!document.querySelector('.htmx-request, .htmx-settling')")
     pg.keyboard.press("F7")
+    expect(pg.locator("#pay-wallet")).to_be_focused()
     pg.keyboard.type("20")
     pg.keyboard.press("Tab")
     expect(pg.locator("#cash-due")).to_have_text("CN¥35.00")
