@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
-from babel.messages.pofile import read_po
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -28,9 +27,7 @@ PLACEHOLDER = re.compile(r"%\(\w+\)s")
 
 
 def _catalogue() -> dict[object, object]:
-    with i18n.po_path("zh_CN").open("rb") as fh:
-        catalog = read_po(fh, locale="zh_CN")
-    return {m.id: m for m in catalog if m.id}
+    return {m.id: m for m in i18n.read_catalogue("zh_CN") if m.id}
 
 
 def _extracted() -> set[object]:
@@ -187,3 +184,20 @@ def test_switcher_works_before_signing_in(client: TestClient) -> None:
                                        "next": "/login"}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login"
     assert "登录" in client.get("/login").text
+
+
+def test_areas_keep_catalogue_files_of_their_own_and_a_clash_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "zh_CN" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    header = 'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+    (folder / "messages.po").write_text(header + 'msgid "Members"\nmsgstr "会员"\n', "utf-8")
+    (folder / "care.po").write_text(header + 'msgid "Outbox"\nmsgstr "发件箱"\n', "utf-8")
+    monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path)
+    zh = i18n.compile_catalogue("zh_CN")
+    assert (zh.gettext("Members"), zh.gettext("Outbox")) == ("会员", "发件箱")
+
+    (folder / "dashboard.po").write_text(header + 'msgid "Members"\nmsgstr "成员"\n', "utf-8")
+    with pytest.raises(ValueError, match=r"messages\.po and dashboard\.po"):
+        i18n.read_catalogue("zh_CN")

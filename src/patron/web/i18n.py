@@ -1,8 +1,11 @@
 """Languages of the web admin: gettext catalogues, language choice and locale formatting.
 
-The Chinese catalogue is the ``.po`` file itself (``locale/zh_CN/LC_MESSAGES/messages.po``):
-it is read and compiled in memory when the app starts, so there is no build step and no
-compiled ``.mo`` file to forget. English is the source language (the msgids).
+The Chinese catalogue is the ``.po`` files themselves (``locale/zh_CN/LC_MESSAGES/*.po``):
+they are read, merged and compiled in memory when the app starts, so there is no build step
+and no compiled ``.mo`` file to forget. ``messages.po`` holds the core admin; an area of the
+admin may keep its strings in a file of its own beside it (``dashboard.po``, ``care.po``) so
+that people working on different areas do not edit one file. A msgid translated two
+different ways in two files is an error at startup. English is the source language.
 
 Which language a request gets: the signed-in user's own ``language`` if set, else the
 ``lang`` cookie the switcher sets, else the deployment's ``default_language``.
@@ -25,6 +28,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from babel import Locale
 from babel.dates import format_date, format_datetime, format_skeleton
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal
@@ -51,15 +55,44 @@ def N_(message: str) -> str:  # noqa: N802 - the conventional gettext_noop marke
 
 
 def po_path(language: str) -> Path:
+    """The main catalogue file of ``language`` (areas may add files beside it)."""
     return LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
-def compile_po(path: Path, language: str) -> Translations:
-    """Read a ``.po`` file and compile it in memory (fuzzy entries are left out, as msgfmt does)."""
-    with path.open("rb") as fh:
-        catalog = read_po(fh, locale=language, domain=DOMAIN)
+def po_paths(language: str) -> list[Path]:
+    """Every catalogue file of ``language``: ``messages.po`` first, then the areas' files."""
+    main = po_path(language)
+    return [main, *sorted(p for p in main.parent.glob("*.po") if p != main)]
+
+
+def read_catalogue(language: str) -> Catalog:
+    """The catalogue files of ``language`` merged into one (fuzzy entries kept, marked).
+
+    Raises ``ValueError`` naming both files when one msgid has two different translations.
+    """
+    merged = Catalog(locale=language, domain=DOMAIN)
+    origin: dict[object, Path] = {}
+    for path in po_paths(language):
+        with path.open("rb") as fh:
+            part = read_po(fh, locale=language, domain=DOMAIN)
+        for message in part:
+            if not message.id:
+                continue
+            existing = merged.get(message.id)
+            if existing is not None and existing.string != message.string:
+                raise ValueError(
+                    f"{message.id!r} is translated differently in {origin[message.id].name} "
+                    f"and {path.name}")
+            if existing is None:
+                merged[message.id] = message
+                origin[message.id] = path
+    return merged
+
+
+def compile_catalogue(language: str) -> Translations:
+    """The merged catalogue compiled in memory (fuzzy entries are left out, as msgfmt does)."""
     buffer = io.BytesIO()
-    write_mo(buffer, catalog)
+    write_mo(buffer, read_catalogue(language))
     buffer.seek(0)
     return Translations(fp=buffer, domain=DOMAIN)
 
@@ -70,7 +103,7 @@ def catalogues() -> dict[str, NullTranslations]:
     result: dict[str, NullTranslations] = {SOURCE_LANGUAGE: NullTranslations()}
     for language in LANGUAGES:
         if language != SOURCE_LANGUAGE:
-            result[language] = compile_po(po_path(language), language)
+            result[language] = compile_catalogue(language)
     return result
 
 
