@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from patron.analytics.service import latest_run
 from patron.auth import service as auth
 from patron.core.clock import FixedClock
 from patron.core.db import Database
@@ -248,9 +249,16 @@ def test_daily_schedules_run_once_per_store_and_local_day(
     clock.advance(timedelta(hours=-8, minutes=-55))  # 09:05 in Shanghai: care is due
     first = run_schedules(worker.ctx, worker.schedules)
     second = run_schedules(worker.ctx, worker.schedules)
-    assert sorted(r.split(":")[0] for r in first) == ["campaigns.daily", "care.daily",
-                                                      "care.daily", "loyalty.daily"]
+    assert sorted(r.split(":")[0] for r in first) == [
+        "analytics.nightly", "campaigns.daily", "care.daily", "care.daily", "loyalty.daily"]
     assert second == []
     with db.read() as s:
-        statuses = [r.status for r in s.scalars(select(ScheduledRun))]
-    assert statuses == ["done"] * 4
+        runs = list(s.scalars(select(ScheduledRun)))
+        statuses = {r.job: r.status for r in runs}
+        nightly_day = next(r.local_date for r in runs if r.job == "analytics.nightly")
+        snapshot = latest_run(s)
+        assert snapshot is not None
+        # the nightly analytics refresh ran through the worker and scored yesterday
+        assert (snapshot.status, snapshot.as_of) == ("succeeded",
+                                                     nightly_day - timedelta(days=1))
+    assert set(statuses.values()) == {"done"}, statuses

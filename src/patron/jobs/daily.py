@@ -11,6 +11,7 @@ from patron.cards import service as cards
 from patron.core.clock import Clock
 from patron.loyalty import membership
 from patron.loyalty import service as loyalty
+from patron.members import otp
 from patron.offers import service as offers
 
 
@@ -34,12 +35,17 @@ def _cards(session: Session, clock: Clock) -> dict[str, int]:
     return dict(cards.run_daily(session, clock=clock))
 
 
+def _otp(session: Session, clock: Clock) -> dict[str, int]:
+    return {"pruned": otp.prune(session, clock=clock)}
+
+
 JOBS: list[tuple[str, Callable[[Session, Clock], dict[str, Any]]]] = [
     ("points: release, expiring notices, expiry", _points),
     ("paid memberships: notices, expiry", _memberships),
     ("tiers: end-of-period review", _tiers),
     ("coupons: expiry", _coupons),
     ("stamp rewards, visit packages, gift cards: expiry", _cards),
+    ("one-time codes: forget the old ones", _otp),
 ]
 
 

@@ -80,6 +80,19 @@ def _campaigns_daily(session: Session, ctx: WorkerContext, _store: Store | None,
     return campaigns.run_due(session, ctx, today=day, checkpoint=session.commit)
 
 
+def _analytics_nightly(session: Session, ctx: WorkerContext, _store: Store | None, day: date
+                       ) -> dict[str, Any]:
+    """Score every member as of yesterday (the brand's local day).
+
+    The refresh commits in chunks through ``ctx.db`` itself; the worker's session is left
+    untouched, so it holds no lock while the refresh writes.
+    """
+    from patron.analytics import service as analytics
+
+    return analytics.nightly(ctx.db, ctx.clock, timezone=ctx.settings.default_timezone,
+                             day=day)
+
+
 SCHEDULES: list[Schedule] = [
     # points, tiers, memberships, coupons and cards just after local midnight
     Schedule("loyalty.daily", "15 0 * * *", _loyalty_daily, per_store=False),
@@ -87,6 +100,9 @@ SCHEDULES: list[Schedule] = [
     Schedule("care.daily", "0 9 * * *", _care_daily, per_store=True),
     # scheduled campaigns of the day and weekly ones, queued just after midnight
     Schedule("campaigns.daily", "5 0 * * *", _campaigns_daily, per_store=False),
+    # the analytics snapshot (scores, churn, CLV, cycles) once yesterday's sales are in;
+    # before care.daily, so win-back and replenishment read this morning's scores
+    Schedule("analytics.nightly", "30 2 * * *", _analytics_nightly, per_store=False),
 ]
 
 
