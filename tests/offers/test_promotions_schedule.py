@@ -157,6 +157,15 @@ def test_stores_tiers_and_segments() -> None:
     assert why({}, walk_in) is None
 
 
+def test_paid_plan_audience_needs_the_plans_perks() -> None:
+    spec = {"audience": {"plans": ["plus"]}}
+    assert why(spec, context()) == Refusal.NOT_A_PLAN_MEMBER
+    assert why(spec, context(member=member(plan_codes=frozenset({"plus"})))) is None
+    assert why(spec, context(member=member(plan_codes=frozenset({"basic"})))) \
+        == Refusal.NOT_A_PLAN_MEMBER
+    assert why(spec, context(member=None)) == Refusal.MEMBERS_ONLY
+
+
 def test_customer_conditions() -> None:
     first = {"audience": {"first_purchase_only": True}}
     assert why(first, context(member=member(previous_purchases=0))) is None

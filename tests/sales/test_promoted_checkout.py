@@ -643,3 +643,35 @@ def test_last_years_figures_appear_once_the_history_reaches_back(
     assert report.last_year is not None and report.last_year.net_sales_minor == 1200
     assert report.incremental_sales_vs_last_year_minor == 1500 - 1200
     assert report.retention_window_complete is False
+
+
+# ---------------------------------------------------------------- paid-plan perks
+
+
+def test_a_plan_members_price_goes_to_payers_and_to_tiers_that_include_the_plan(
+    session: Session, clock: FixedClock, world: World, shop: Shop
+) -> None:
+    from patron.loyalty import membership, perks
+    from patron.loyalty.models import Membership, MemberTier
+
+    fee = make_product(session, sku="PLUS", price_minor=26_000)
+    plus = membership.create_plan(session, clock=clock, actor=owner(world), code="plus",
+                                  name="Plus", product_id=fee.id, duration_days=365)
+    gold = loyalty.create_tier(session, clock=clock, actor=owner(world), code="gold",
+                               name="Gold", rank=1, threshold=500_000)
+    perks.set_tier_perks(session, clock=clock, actor=owner(world), tier_id=gold.id,
+                         birthday_coupon_template_id=None, plan_ids=[plus.id])
+    promo(session, clock, world, _configs(shop)["member_price"][0], name="Plus price",
+          audience={"plans": ["plus"]})
+    payer, gold_member, plain = (make_member(session, clock, world.store_a) for _ in range(3))
+    now = clock.now()
+    session.add(Membership(member_id=payer.id, plan_id=plus.id, starts_at=now,
+                           ends_at=now + timedelta(days=365), status="active"))
+    session.add(MemberTier(member_id=gold_member.id, tier_id=gold.id, since=now,
+                           source="manual"))
+    session.flush()
+    paid = {m.id: sell(session, clock, till(world), m, [("A", 2)]).total_minor
+            for m in (payer, gold_member, plain)}
+    # gold carries no discount of its own here: only the plan's member price differs
+    assert paid == {payer.id: 1600, gold_member.id: 1600, plain.id: 2000}
+    books_balance(session)

@@ -42,7 +42,7 @@ from patron.core.clock import Clock
 from patron.core.errors import NotFound, ValidationFailed
 from patron.core.events import OutboxEvent
 from patron.core.ids import new_id
-from patron.loyalty import membership
+from patron.loyalty import membership, perks
 from patron.loyalty import service as loyalty
 from patron.members.enums import Calendar, MemberStatus
 from patron.members.models import Anniversary, Member, Store
@@ -481,6 +481,9 @@ def _serve_batch(session: Session, ctx: RendererContext, *, rule: str, template:
                  and (channel := _channel(ctx, contacts[d.member_id], channels))]
     claimed = _claim_occasions(session, ctx.clock, rule,
                                [(d.member_id, d.occasion) for d, _, _ in reachable])
+    # a tier's own birthday present replaces the rule's coupon for its members
+    tier_coupons = perks.birthday_coupon_templates(
+        session, member_ids=[d.member_id for d, _, _ in reachable]) if rule == "birthday" else {}
     outgoing: list[messaging.Outgoing] = []
     records: list[tuple[Due, uuid.UUID, str | None, str]] = []
     for d, contact, channel in reachable:
@@ -488,9 +491,10 @@ def _serve_batch(session: Session, ctx: RendererContext, *, rule: str, template:
         if occasion_id is None:
             continue  # served by a run that got there first
         coupon_view, code = None, None
-        if coupon_template_id:
+        template_id = tier_coupons.get(d.member_id) or coupon_template_id
+        if template_id:
             coupon_view, code = _issue_coupon(session, ctx, rule=rule, occasion=d.occasion,
-                                              template_id=coupon_template_id,
+                                              template_id=str(template_id),
                                               member_id=d.member_id, store=store)
         message = _outgoing(ctx, rule=rule, occasion=d.occasion, template=template,
                             member=contact,

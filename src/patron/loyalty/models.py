@@ -143,6 +143,10 @@ class Tier(Base):
     threshold: Mapped[int] = mapped_column(BigInt)  # minor units or points, by tier_basis
     points_multiplier_pct: Mapped[int] = mapped_column(default=100)
     discount_pct: Mapped[int] = mapped_column(default=0)
+    #: Issued by the birthday greeting to members of this tier, instead of the care rule's
+    #: own coupon (gold members get a better birthday present than associates).
+    birthday_coupon_template_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("coupon_templates.id"))
     active: Mapped[bool] = mapped_column(default=True)
 
     __table_args__ = (
@@ -150,6 +154,20 @@ class Tier(Base):
         CheckConstraint("discount_pct BETWEEN 0 AND 100", name="discount_pct"),
         CheckConstraint("points_multiplier_pct BETWEEN 0 AND 10000", name="multiplier"),
     )
+
+
+class TierPlanPerk(Base):
+    """A paid plan whose perks the members of a tier enjoy without paying for it.
+
+    A member "has the perks" of a plan while they hold a running paid period of it or sit in
+    a tier listed here for it; promotions limited to a plan's members check exactly that.
+    """
+
+    __tablename__ = "tier_plan_perks"
+
+    tier_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tiers.id"), primary_key=True)
+    plan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("membership_plans.id"),
+                                               primary_key=True)
 
 
 class MemberTier(Base):

@@ -81,6 +81,18 @@ class TierCreate(BaseModel):
 class TierRead(TierCreate):
     model_config = ConfigDict(from_attributes=True)
     id: uuid.UUID
+    birthday_coupon_template_id: uuid.UUID | None = None
+
+
+class TierPerks(BaseModel):
+    """A tier's benefits beyond points and discount (see ``loyalty.perks``)."""
+
+    birthday_coupon_template_id: uuid.UUID | None = Field(
+        default=None, description="Coupon the birthday greeting issues to the tier's members "
+                                  "instead of the care rule's own")
+    plan_ids: list[uuid.UUID] = Field(
+        default_factory=list, max_length=50,
+        description="Paid membership plans whose perks the tier's members enjoy free")
 
 
 class MultiplierCreate(BaseModel):

@@ -58,7 +58,11 @@ class Sale(Base):
 
     __table_args__ = (
         UniqueConstraint("store_id", "receipt_no"),
-        Index("ix_sales_member_occurred", "member_id", "occurred_at"),
+        # Covering for the daily care selection (repurchase cycles, win-back): a member's
+        # sales in time order with their totals, read from the index alone
+        # (bench/care_jobs.py: the replenishment scan at 1 M members).
+        Index("ix_sales_member_occurred", "member_id", "occurred_at", "id", "total_minor",
+              "refunded_minor"),
         Index("ix_sales_store_occurred", "store_id", "occurred_at"),
         CheckConstraint("subtotal_minor >= 0 AND discount_minor >= 0", name="non_negative"),
         CheckConstraint("total_minor = subtotal_minor - discount_minor", name="total_adds_up"),
@@ -71,7 +75,7 @@ class SaleLine(Base):
     __tablename__ = "sale_lines"
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    sale_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sales.id"), index=True)
+    sale_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sales.id"))
     line_no: Mapped[int]
     product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id"), index=True)
     quantity: Mapped[int]
@@ -84,6 +88,9 @@ class SaleLine(Base):
 
     __table_args__ = (
         UniqueConstraint("sale_id", "line_no"),
+        # Covering for the care selection: what a sale's lines bought, without the table.
+        Index("ix_sale_lines_sale_id", "sale_id", "quantity", "refunded_quantity",
+              "product_id"),
         CheckConstraint("refunded_quantity >= 0 AND refunded_quantity <= quantity",
                         name="refund_within_quantity"),
         CheckConstraint("quantity > 0", name="quantity"),

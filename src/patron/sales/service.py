@@ -71,7 +71,7 @@ from patron.core.errors import (
 from patron.core.events import emit
 from patron.core.memo import memo
 from patron.core.money import allocate, divide_round_half_up, minor_digits, proportion
-from patron.loyalty import membership
+from patron.loyalty import membership, perks
 from patron.loyalty import rules as loyalty_rules
 from patron.loyalty import service as loyalty
 from patron.loyalty.models import LoyaltyProgram, MembershipPlan, Tier
@@ -276,9 +276,11 @@ def _holidays_on(day: date) -> frozenset[date]:
 
 
 def _member_facts(session: Session, *, member: Member, tier: Tier | None,
-                  occurred_at: datetime, tz: ZoneInfo, windows: frozenset[int]) -> MemberFacts:
-    """What the promotions may know about the member: tenure, tier, segments, and how many
-    purchases they made before this one (ever, and in each cashback window). A fully
+                  occurred_at: datetime, tz: ZoneInfo, windows: frozenset[int],
+                  plans: bool) -> MemberFacts:
+    """What the promotions may know about the member: tenure, tier, segments, the paid
+    plans whose perks they have (read only when some promotion asks, ``plans``), and how
+    many purchases they made before this one (ever, and in each cashback window). A fully
     refunded sale is not a purchase."""
     columns: list[Any] = [func.count()]
     ordered = sorted(windows)
@@ -291,6 +293,8 @@ def _member_facts(session: Session, *, member: Member, tier: Tier | None,
     return MemberFacts(
         member_id=member.id, joined_on=member.joined_at.astimezone(tz).date(),
         tier_code=tier.code if tier else None,
+        plan_codes=perks.perk_plan_codes(session, member_id=member.id, now=occurred_at)
+        if plans else frozenset(),
         segment_ids=promotions.member_segments(session, member_id=member.id),
         previous_purchases=int(row[0]),
         purchases_within_days={days: int(n) for days, n in zip(ordered, row[1:], strict=True)})
@@ -333,7 +337,8 @@ def _price_promotions(session: Session, *, store: Store, occurred_at: datetime,
         return None
     tz = ZoneInfo(store.timezone)
     facts = _member_facts(session, member=member, tier=tier, occurred_at=occurred_at, tz=tz,
-                          windows=book.cashback_windows()) if member is not None else None
+                          windows=book.cashback_windows(), plans=book.needs_plan_perks()
+                          ) if member is not None else None
     context = PricingContext(occurred_at=occurred_at, store_id=store.id,
                              store_timezone=store.timezone, member=facts,
                              holidays=_holidays_on(occurred_at.astimezone(tz).date()))

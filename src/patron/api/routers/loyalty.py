@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from patron.api.deps import Ctx, CurrentPrincipal, DbSession, RawBody
 from patron.api.idempotent import run_once
 from patron.api.routers.wallet import IDEMPOTENCY
-from patron.loyalty import membership
+from patron.loyalty import membership, perks
 from patron.loyalty import service as loyalty
 from patron.loyalty.schemas import (
     MembershipPlanCreate,
@@ -23,6 +23,7 @@ from patron.loyalty.schemas import (
     ProgramRead,
     ProgramUpdate,
     TierCreate,
+    TierPerks,
     TierRead,
 )
 from patron.members import service as members
@@ -84,6 +85,26 @@ def create_tier(ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
     tier = loyalty.create_tier(session, clock=ctx.clock, actor=principal, **body.model_dump())
     session.commit()
     return TierRead.model_validate(tier)
+
+
+@router.get("/tiers/{tier_id}/perks", operation_id="get_tier_perks")
+def get_tier_perks(session: DbSession, _principal: CurrentPrincipal,
+                   tier_id: uuid.UUID) -> TierPerks:
+    tier = loyalty.get_tier(session, tier_id=tier_id)
+    return TierPerks(birthday_coupon_template_id=tier.birthday_coupon_template_id,
+                     plan_ids=perks.tier_plan_ids(session, tier_id=tier.id))
+
+
+@router.put("/tiers/{tier_id}/perks", operation_id="set_tier_perks")
+def set_tier_perks(ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
+                   tier_id: uuid.UUID, body: TierPerks) -> TierPerks:
+    """Replace the tier's birthday coupon and included plan perks (owners)."""
+    loyalty.get_tier(session, tier_id=tier_id)  # 404 before the body is judged
+    perks.set_tier_perks(session, clock=ctx.clock, actor=principal, tier_id=tier_id,
+                         birthday_coupon_template_id=body.birthday_coupon_template_id,
+                         plan_ids=body.plan_ids)
+    session.commit()
+    return get_tier_perks(session, principal, tier_id)
 
 
 @router.post("/loyalty/multipliers", status_code=status.HTTP_201_CREATED,

@@ -309,6 +309,11 @@ class PromotionBook:
     def __len__(self) -> int:
         return len(self._promos)
 
+    def needs_plan_perks(self) -> bool:
+        """Whether any promotion is limited to paid plans' members (``MemberFacts.plan_codes``
+        is then worth a query)."""
+        return any(p.promotion.audience.plans for p in self._promos)
+
     def cashback_windows(self) -> frozenset[int]:
         """Window lengths (days) whose purchase counts ``MemberFacts`` must carry."""
         return frozenset(p.config.window_days for p in self._promos

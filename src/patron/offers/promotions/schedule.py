@@ -52,6 +52,7 @@ class MemberFacts:
     member_id: uuid.UUID
     joined_on: date
     tier_code: str | None = None
+    plan_codes: frozenset[str] = frozenset()  # paid plans whose perks the member has now
     segment_ids: frozenset[uuid.UUID] = frozenset()
     previous_purchases: int = 0
     purchases_within_days: Mapping[int, int] = field(default_factory=dict)
@@ -98,6 +99,7 @@ class Refusal(StrEnum):
     WRONG_STORE = "wrong_store"
     MEMBERS_ONLY = "members_only"
     WRONG_TIER = "wrong_tier"
+    NOT_A_PLAN_MEMBER = "not_a_plan_member"
     NOT_IN_SEGMENT = "not_in_segment"
     NOT_FIRST_PURCHASE = "not_first_purchase"
     MEMBER_TOO_NEW = "member_too_new"
@@ -141,6 +143,8 @@ def audience_refusal(audience: Audience, *, store_id: uuid.UUID, member: MemberF
         return Refusal.MEMBERS_ONLY
     if audience.tiers and member.tier_code not in audience.tiers:
         return Refusal.WRONG_TIER
+    if audience.plans and audience.plans.isdisjoint(member.plan_codes):
+        return Refusal.NOT_A_PLAN_MEMBER
     if audience.segments and audience.segments.isdisjoint(member.segment_ids):
         return Refusal.NOT_IN_SEGMENT
     if audience.first_purchase_only and member.previous_purchases > 0:

@@ -150,12 +150,16 @@ class Schedule(_Model):
 class Audience(_Model):
     """Who may get a promotion. Empty sets mean "no restriction".
 
-    Any member condition (tiers, segments, first purchase, membership age) implies
+    Any member condition (tiers, plans, segments, first purchase, membership age) implies
     ``members_only``: an anonymous buyer has no tier, segment or history to check.
     """
 
     stores: frozenset[uuid.UUID] = Field(default=frozenset(), max_length=MAX_IDS)
     tiers: frozenset[TierCode] = Field(default=frozenset(), max_length=100)
+    plans: frozenset[TierCode] = Field(
+        default=frozenset(), max_length=100,
+        description="Codes of paid membership plans: only members with the perks of one of "
+                    "them (a running paid period, or a tier that includes the plan)")
     segments: frozenset[uuid.UUID] = Field(
         default=frozenset(), max_length=1_000,
         description="The member must belong to at least one of these segments")
@@ -179,7 +183,8 @@ class Audience(_Model):
 
     @property
     def needs_member(self) -> bool:
-        return bool(self.members_only or self.tiers or self.segments or self.first_purchase_only
+        return bool(self.members_only or self.tiers or self.plans or self.segments
+                    or self.first_purchase_only
                     or self.min_member_days is not None or self.max_member_days is not None)
 
 
