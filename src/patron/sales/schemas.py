@@ -25,10 +25,26 @@ class LineIn(BaseModel):
         return self
 
 
+class GiftCardPaymentIn(BaseModel):
+    """Part of the bill paid with a gift card (礼品卡): its code, PIN and the amount taken."""
+
+    code: str = Field(min_length=4, max_length=40,
+                      description="As printed; spaces, dashes and case are ignored")
+    pin: str = Field(min_length=1, max_length=12)
+    amount_minor: int = Field(gt=0, le=MAX_MINOR)
+
+
 class PaymentsIn(BaseModel):
     cash_minor: int = Field(default=0, ge=0, le=MAX_MINOR)
     card_minor: int = Field(default=0, ge=0, le=MAX_MINOR)
     wallet_minor: int = Field(default=0, ge=0, le=MAX_MINOR)
+    gift_cards: list[GiftCardPaymentIn] = Field(
+        default_factory=list, max_length=5,
+        description="Gift cards, each partly or wholly spent; a refund returns to the card")
+
+    @property
+    def gift_card_minor(self) -> int:
+        return sum(g.amount_minor for g in self.gift_cards)
 
 
 class SaleCreate(BaseModel):

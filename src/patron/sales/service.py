@@ -40,11 +40,12 @@ its budget is, by the discount and cashback taken back.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import secrets
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -55,6 +56,7 @@ from sqlalchemy.orm import Session
 
 from patron.auth.enums import Role
 from patron.auth.principal import Principal, require_role, require_store
+from patron.cards import rules as cards_rules
 from patron.cards import service as cards
 from patron.care import holidays
 from patron.care.calendar import occasion_dates
@@ -63,8 +65,10 @@ from patron.catalog.models import Product
 from patron.core.clock import Clock
 from patron.core.errors import (
     Conflict,
+    FieldProblem,
     InsufficientBalance,
     NotFound,
+    PatronError,
     PermissionDenied,
     ValidationFailed,
 )
@@ -109,6 +113,7 @@ from patron.sales.models import (
 from patron.sales.schemas import (
     NearMissRead,
     NextTier,
+    PaymentsIn,
     QuoteCoupon,
     QuoteLine,
     Receipt,
@@ -497,6 +502,39 @@ def _sale_promotions(plan: _Plan) -> list[SalePromotion]:
     return rows
 
 
+@contextlib.contextmanager
+def nested_field(prefix: str) -> Iterator[None]:
+    """Name a nested payment's field in an error raised by another domain's service
+    (``amount_minor`` there is ``payments.gift_cards.0.amount_minor`` here)."""
+    try:
+        yield
+    except PatronError as exc:
+        exc.field = f"{prefix}.{exc.field}" if exc.field else prefix
+        exc.problems = [replace(p, field=f"{prefix}.{p.field}") for p in exc.problems] \
+            or [FieldProblem(exc.field, exc.message, exc.code)]
+        raise
+
+
+def _check_gift_cards(session: Session, *, clock: Clock, payments: PaymentsIn) -> None:
+    """Every gift card paid with exists, opens with its PIN, is spendable and holds the
+    amount, before anything is written (the redemption re-checks under the card's lock)."""
+    codes = [cards_rules.normalise(g.code) for g in payments.gift_cards]
+    for index, gift in enumerate(payments.gift_cards):
+        prefix = f"payments.gift_cards.{index}"
+        if codes.index(codes[index]) != index:
+            raise ValidationFailed("The same gift card is listed twice", f"{prefix}.code",
+                                   code="duplicate")
+        with nested_field(prefix):
+            card = cards.gift_card_balance(session, clock=clock, code=gift.code, pin=gift.pin)
+        if not cards.is_spendable(card, now=clock.now()):
+            raise Conflict("The gift card is void, expired or closed", f"{prefix}.code",
+                           code="gift_card_closed")
+        if card.balance_minor < gift.amount_minor:
+            raise InsufficientBalance(
+                f"The gift card holds {card.balance_minor}, less than {gift.amount_minor}",
+                f"{prefix}.amount_minor")
+
+
 def checkout(session: Session, *, clock: Clock, actor: Principal, till: TillConfig,
              data: SaleCreate) -> Sale:
     """Record a sale with everything it moves; see the module docstring."""
@@ -510,7 +548,9 @@ def checkout(session: Session, *, clock: Clock, actor: Principal, till: TillConf
         if have < pay.wallet_minor:
             raise InsufficientBalance(f"Stored value is {have}, less than {pay.wallet_minor}",
                                       "payments.wallet_minor")
-    paid = pay.cash_minor + pay.card_minor + pay.wallet_minor + plan.points_value
+    _check_gift_cards(session, clock=clock, payments=pay)
+    paid = pay.cash_minor + pay.card_minor + pay.wallet_minor + pay.gift_card_minor \
+        + plan.points_value
     if paid != total:
         raise ValidationFailed(
             f"Payments add up to {paid} but the sale is {total}", "payments",
@@ -560,6 +600,13 @@ def checkout(session: Session, *, clock: Clock, actor: Principal, till: TillConf
                              amount_minor=pay.wallet_minor, order=till.spend_order,
                              store_id=store.id, sale_id=sale.id, reason=sale.receipt_no)
         payments.append(("wallet", pay.wallet_minor, str(entry.id)))
+    for index, gift in enumerate(pay.gift_cards):
+        with nested_field(f"payments.gift_cards.{index}"):
+            redeemed = cards.redeem_gift_card(
+                session, clock=clock, actor=actor, code=gift.code, pin=gift.pin,
+                amount_minor=gift.amount_minor, store_id=store.id, sale_id=sale.id,
+                reference=sale.receipt_no)
+        payments.append(("gift_card", gift.amount_minor, str(redeemed.id)))
     if data.points_to_redeem and member:
         loyalty.redeem(session, clock=clock, actor=actor, member_id=member.id,
                        points=data.points_to_redeem, sale_id=sale.id, store_id=store.id,
@@ -836,6 +883,11 @@ def refund(session: Session, *, clock: Clock, actor: Principal, till: TillConfig
                                 entry_id=uuid.UUID(p.reference), amount_minor=delta,
                                 reason=f"refund of {sale.receipt_no}")
             result.wallet_returned_minor += delta
+        if p.method == "gift_card" and p.reference:
+            cards.refund_gift_card_redemption(session, clock=clock, actor=actor,
+                                              entry_id=uuid.UUID(p.reference),
+                                              amount_minor=delta,
+                                              reason=f"refund of {sale.receipt_no}")
     if claw_cashback > 0 and sale.member_id:
         reclaimed = wallet.reclaim_cashback(session, clock=clock, actor=actor,
                                             member_id=sale.member_id, sale_id=sale.id,

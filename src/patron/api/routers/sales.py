@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from patron.api.deps import AppContext, Ctx, CurrentPrincipal, DbSession, RawBody
 from patron.api.idempotent import run_once
 from patron.api.routers.wallet import IDEMPOTENCY
+from patron.cards import service as cards
 from patron.sales import service as sales
 from patron.sales.schemas import Receipt, RefundCreate, RefundRead, SaleCreate, SaleQuote
 from patron.wallet.enums import SpendOrder
@@ -30,7 +31,16 @@ def till_config(ctx: AppContext) -> sales.TillConfig:
              openapi_extra=IDEMPOTENCY)
 def create_sale(request: Request, ctx: Ctx, principal: CurrentPrincipal, body: SaleCreate,
                 raw: RawBody) -> Response:
-    """Check out a basket; returns the receipt (totals, points, balances, tier progress)."""
+    """Check out a basket; returns the receipt (totals, points, balances, tier progress).
+
+    Gift-card PINs are checked first, each in a transaction of its own, so a wrong PIN
+    counts towards the card's lock although the sale is refused."""
+    for index, gift in enumerate(body.payments.gift_cards):
+        with sales.nested_field(f"payments.gift_cards.{index}"):
+            with ctx.db.write() as session:
+                check = cards.check_pin(session, clock=ctx.clock, code=gift.code, pin=gift.pin)
+            check.raise_for_failure()
+
     def work(session: Session) -> Receipt:
         sale = sales.checkout(session, clock=ctx.clock, actor=principal,
                               till=till_config(ctx), data=body)
