@@ -64,6 +64,13 @@ def seed(h: History) -> Seeded:
     h.sale(other, shop, at("2026-11-22", 17), total=9900)  # after the cutoff
     h.points(regular, at("2026-10-01"), 120)
     h.points(regular, at("2026-11-23"), 999)
+    for earned, remaining, pending, expires in (
+            (at("2026-10-01"), 120, False, at("2027-10-01")),
+            (at("2026-11-22", 2), 80, True, None),  # still in its return window
+            (at("2026-11-23"), 999, False, None)):  # after the cutoff
+        h._add("points_lots", account_id=h._points[regular], points=remaining,
+               remaining=remaining, is_pending=pending, earned_at=earned, available_at=earned,
+               expires_at=expires)
     h.wallet(regular, at("2026-09-01"), 5000, 500)
     h.coupon(regular, shop, at("2026-11-01"), at("2026-12-31"))  # unused
     h.coupon(regular, shop, at("2026-11-01"), at("2026-12-31"), redeemed=at("2026-11-02"))
@@ -86,6 +93,18 @@ def _seed_into(database: Database) -> Seeded:
 
 def _rows(src: source.Source, name: str) -> list[dict[str, Any]]:
     return sorted(src.table(name).to_pyarrow().to_pylist(), key=repr)
+
+
+def test_the_liabilities_balances_are_cut_at_the_end_of_the_as_of_day(db: Database) -> None:
+    s = _seed_into(db)
+    with source.open_source(db, as_of=AS_OF, timezone=TZ,
+                            tables=["points_lots", "wallet_balances"]) as src:
+        lots = sorted((r["remaining"], r["is_pending"], r["expires_at"] is None)
+                      for r in src.table("points_lots").to_pyarrow().to_pylist())
+        wallets = src.table("wallet_balances").to_pyarrow().to_pylist()
+    assert lots == [(80, True, True), (120, False, False)]  # the lot of the 23rd is later
+    assert wallets == [{"member_id": str(s.regular), "principal_minor": 5000,
+                        "bonus_minor": 500}]
 
 
 def test_the_canonical_tables_are_normalised_and_cut_at_the_end_of_the_as_of_day(
@@ -184,7 +203,8 @@ def test_sqlite_and_postgresql_give_identical_tables(tmp_path: Path, postgres_ur
         try:
             migrate.upgrade(database.engine)
             _seed_into(database)
-            with source.open_source(database, as_of=AS_OF, timezone=TZ) as src:
+            with source.open_source(database, as_of=AS_OF, timezone=TZ,
+                                    tables=source.CANONICAL_TABLES) as src:
                 assert src.backend == label
                 loaded[label] = {name: _rows(src, name) for name in source.CANONICAL_TABLES}
         finally:

@@ -7,12 +7,14 @@ import io
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
 
-from patron.analytics import economics, source
+from patron.analytics import economics
 from patron.analytics.economics import EconomicsInputs
+from patron.core.clock import FixedClock
 from patron.core.db import Database
 from tests import factories
 from tests.analytics.history import History, at
@@ -135,8 +137,37 @@ def test_retention_economics_measures_what_is_not_given(client: TestClient,
     assert "margin_pct" in missing.text
 
 
-@pytest.mark.skipif("points_lots" not in source.CANONICAL_TABLES,
-                    reason="the analytics source does not load points lots yet")
-def test_liabilities(client: TestClient, seeded: Seeded) -> None:
-    body = get(client, "owner", "liabilities")
-    assert set(body) == {"points", "stored_value"}
+def test_liabilities_add_up_points_and_stored_value_per_store(
+        client: TestClient, db: Database, clock: FixedClock, world: factories.World) -> None:
+    from patron.auth import service as auth
+    from patron.loyalty import service as loyalty
+    from patron.wallet import service as wallet
+    from patron.wallet.enums import SpendOrder
+
+    with db.write() as s:
+        owner = auth.principal_for_user(world.owner)
+        a = factories.make_member(s, clock, world.store_a)
+        b = factories.make_member(s, clock, world.store_b)
+        loyalty.adjust(s, clock=clock, actor=owner, member_id=a.id, points=2550,
+                       reason="welcome", tz="Asia/Shanghai")
+        wallet.top_up(s, clock=clock, actor=owner, member_id=a.id, amount_minor=10_000,
+                      store_id=world.store_a.id)
+        wallet.top_up(s, clock=clock, actor=owner, member_id=b.id, amount_minor=5_000,
+                      store_id=world.store_b.id)
+        wallet.spend(s, clock=clock, actor=owner, member_id=b.id, amount_minor=1_200,
+                     order=SpendOrder.PRINCIPAL_FIRST, store_id=world.store_b.id)
+    today = clock.now().astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    factories.login(client, "owner")
+    body = client.get("/api/v1/reports/liabilities", params={"to": today}).json()
+    # 100 points redeem for 1 yuan: 2,550 points are 25.50 owed
+    assert (body["points"]["outstanding_points"], body["points"]["liability_minor"]) \
+        == (2550, 2550)
+    assert (body["stored_value"]["accounts"], body["stored_value"]["total_minor"]) \
+        == (2, 13_800)
+    client.cookies.clear()
+    factories.login(client, "manager-b")
+    store_b = client.get("/api/v1/reports/liabilities", params={"to": today}).json()
+    assert store_b["points"]["outstanding_points"] == 0
+    assert store_b["stored_value"]["total_minor"] == 3_800
+    yesterday = client.get("/api/v1/reports/liabilities").json()  # before any of it
+    assert yesterday["stored_value"]["total_minor"] == 0

@@ -81,6 +81,9 @@ RAW_TABLES: dict[str, RawTable] = {t.name: t for t in (
     RawTable("points_entries", (("seq", _INT), ("account_id", _ID), ("available_after", _INT),
                                 ("occurred_at", _TS)),
              before="occurred_at", latest=("account_id", "seq")),
+    RawTable("points_lots", (("account_id", _ID), ("remaining", _INT),
+                             ("is_pending", Kind.BOOL), ("earned_at", _TS),
+                             ("expires_at", _TS)), before="earned_at"),
     RawTable("wallet_accounts", (("id", _ID), ("member_id", _ID))),
     RawTable("wallet_entries", (("seq", _INT), ("account_id", _ID),
                                 ("principal_after_minor", _INT), ("bonus_after_minor", _INT),
@@ -215,9 +218,20 @@ CANONICAL_SQL: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         LEFT JOIN packages pk ON pk.member_id = m.member_id"""),
 }
 
+# Balances the shop owes, for the liabilities report (not read by the scores, so a refresh
+# does not load them: see ``SCORING_TABLES``).
+CANONICAL_SQL["points_lots"] = (("points_accounts", "points_lots"), (), """
+    SELECT a.member_id, l.remaining, l.is_pending, l.expires_at
+    FROM raw_points_lots l JOIN raw_points_accounts a ON a.id = l.account_id""")
+CANONICAL_SQL["wallet_balances"] = (("wallet_accounts", "wallet_entries"), (), """
+    SELECT a.member_id, e.principal_after_minor AS principal_minor,
+           e.bonus_after_minor AS bonus_minor
+    FROM raw_wallet_entries e JOIN raw_wallet_accounts a ON a.id = e.account_id""")
+
 #: Every canonical table, in an order where each comes after those it is built from.
 CANONICAL_TABLES: tuple[str, ...] = ("stores", "categories", "products", "sales", "lines",
-                                     "members", "surveys", "holdings")
+                                     "members", "surveys", "holdings", "points_lots",
+                                     "wallet_balances")
 
 
 def sqlite_scanner_path() -> Path:
@@ -235,9 +249,15 @@ def sqlite_scanner_path() -> Path:
     raise RuntimeError(f"the sqlite scanner extension is missing under {root}")
 
 
+#: What a request without a list of tables gets: everything but the liabilities' balances.
+SCORING_TABLES: tuple[str, ...] = tuple(t for t in CANONICAL_TABLES
+                                        if t not in ("points_lots", "wallet_balances"))
+
+
 def needed(tables: Collection[str] | None) -> tuple[list[str], list[str]]:
-    """(canonical tables to build in order, raw tables to load) for a request."""
-    wanted = set(CANONICAL_TABLES if tables is None else tables)
+    """(canonical tables to build in order, raw tables to load) for a request (None: the
+    ``SCORING_TABLES``)."""
+    wanted = set(SCORING_TABLES if tables is None else tables)
     unknown = wanted - set(CANONICAL_SQL)
     if unknown:
         raise ValidationFailed(f"unknown analytics table(s): {', '.join(sorted(unknown))}",

@@ -24,14 +24,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from patron.analytics import canonical, economics, source, views
+from patron.analytics import economics, source, views
 from patron.analytics.economics import EconomicsInputs, RetentionEconomics
 from patron.analytics.views import CohortBasis, Grain, Period, StoreIds
 from patron.api.deps import AppContext, Ctx, CurrentPrincipal, DbSession
 from patron.auth.enums import Role
 from patron.auth.principal import Principal, require_role, require_store
 from patron.core.clock import local_today
-from patron.core.errors import PatronError, ValidationFailed
+from patron.core.errors import ValidationFailed
 from patron.core.money import minor_digits
 from patron.loyalty import service as loyalty
 
@@ -48,10 +48,10 @@ LapseDays = Annotated[int, Query(ge=1, le=3660, description="Days without a purc
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with ?format=csv"}}
 
-# Canonical tables the liabilities report reads; the source must provide them (see
-# ``views.points_liability`` and ``views.stored_value_liability`` for their columns).
+# Canonical tables the liabilities report reads (see ``views.points_liability`` and
+# ``views.stored_value_liability`` for their columns).
 POINTS_LOTS = "points_lots"
-WALLET_ACCOUNTS = "wallet_accounts"
+WALLET_BALANCES = "wallet_balances"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,21 +198,22 @@ def liabilities(ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
                 output: Format = "json", last_on: LastOn = None, store_id: StoreId = None,
                 expiring_within_days: Annotated[int, Query(ge=1, le=3660)] = 90) -> Any:
     """What the shop owes members at the end of ``to``: points at their redemption value
-    (and what expires soon) and stored value (principal and bonus)."""
+    (and what expires soon) and stored value (principal and bonus).
+
+    Stored value is exact at the end of ``to`` (each wallet's last entry before it). Points
+    are the lots earned by then with what is left of them *now*: a lot spent or expired
+    after ``to`` counts as spent, so for a past ``to`` the points figure can only be lower
+    than it was on that day; for yesterday (the default) the two differ by today's sales."""
     scope = _scope(ctx, principal, None, last_on, store_id)
     program = loyalty.get_program(session, clock=ctx.clock)
-    missing = [t for t in (POINTS_LOTS, WALLET_ACCOUNTS) if t not in canonical.CANONICAL_TABLES]
-    if missing:
-        raise PatronError(f"The analytics source does not provide {', '.join(missing)} yet",
-                          code="not_available", status=501)
-    with _history(ctx, scope, ["members", POINTS_LOTS, WALLET_ACCOUNTS]) as src:
+    with _history(ctx, scope, ["members", POINTS_LOTS, WALLET_BALANCES]) as src:
         points = views.points_liability(
             src.table(POINTS_LOTS), as_of=src.cutoff,
             points_per_major_redeemed=program.points_per_major_redeemed,
             minor_per_major=10 ** minor_digits(ctx.settings.currency),
             expiring_within_days=expiring_within_days, members=src.members,
             store_ids=scope.store_ids)
-        stored = views.stored_value_liability(src.table(WALLET_ACCOUNTS), members=src.members,
+        stored = views.stored_value_liability(src.table(WALLET_BALANCES), members=src.members,
                                               store_ids=scope.store_ids)
     report = LiabilitiesReport(points=points, stored_value=stored)
     if output == "csv":
