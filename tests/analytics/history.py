@@ -193,11 +193,18 @@ class History:
                   price_minor=10000, sold_at=sold, expires_at=expires, updated_at=sold,
                   status="active" if visits_left else "used_up")
 
-    def tier(self, member: uuid.UUID, code: str, when: datetime) -> None:
+    def tier_id(self, code: str) -> uuid.UUID:
         tier = self._templates.get(f"tier:{code}")
         if tier is None:
             tier = self._add("tiers", code=code, name=code, rank=len(self._templates),
                              threshold=0)
             self._templates[f"tier:{code}"] = tier
+        return tier
+
+    def tier(self, member: uuid.UUID, code: str, when: datetime, *,
+             from_code: str | None = None) -> None:
+        """A tier change (from ``from_code``, or from no tier) at ``when``."""
         self.conn.execute(insert(T["tier_changes"]), [{
-            "member_id": member, "to_tier_id": tier, "reason": "test", "qualifying_value": 0, "at": when}])
+            "member_id": member, "to_tier_id": self.tier_id(code),
+            "from_tier_id": self.tier_id(from_code) if from_code else None,
+            "reason": "test", "qualifying_value": 0, "at": when}])

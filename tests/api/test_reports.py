@@ -137,6 +137,26 @@ def test_retention_economics_measures_what_is_not_given(client: TestClient,
     assert "margin_pct" in missing.text
 
 
+def test_tier_migration_counts_moves_between_the_periods_ends(
+        client: TestClient, db: Database, seeded: Seeded) -> None:
+    with db.engine.begin() as conn:
+        h = History(conn)
+        for code in ("silver", "gold"):
+            h.tier_id(code)
+        h.tier(seeded.m3, "silver", at("2025-07-01"))  # silver all year
+        h.tier(seeded.m1, "silver", at("2026-01-06"))  # joined in the period
+        h.tier(seeded.m1, "gold", at("2026-03-11"), from_code="silver")
+        h.tier(seeded.m2, "silver", at("2026-02-03"))
+    body = get(client, "owner", "tier-migration")
+    flows = {(f["from_tier"], f["to_tier"]): f["members"] for f in body["flows"]}
+    assert flows == {("silver", "silver"): 1, (None, "gold"): 1, (None, "silver"): 1}
+    assert body["tiers"][:2] == ["silver", "gold"]
+    assert body["matrix"][:2] == [[1, 0], [0, 0]]
+    store_b = get(client, "manager-b", "tier-migration")
+    assert [(f["from_tier"], f["to_tier"], f["members"]) for f in store_b["flows"]] == [
+        (None, "silver", 1)]
+
+
 def test_liabilities_add_up_points_and_stored_value_per_store(
         client: TestClient, db: Database, clock: FixedClock, world: factories.World) -> None:
     from patron.auth import service as auth

@@ -64,8 +64,8 @@ RAW_TABLES: dict[str, RawTable] = {t.name: t for t in (
     RawTable("tiers", (("id", _ID), ("code", _TXT))),
     RawTable("member_tiers", (("member_id", _ID), ("tier_id", _ID), ("since", _TS),
                               ("source", _TXT)), before="since"),
-    RawTable("tier_changes", (("seq", _INT), ("member_id", _ID), ("to_tier_id", _ID),
-                              ("at", _TS)), before="at", latest=("member_id", "seq")),
+    RawTable("tier_changes", (("seq", _INT), ("member_id", _ID), ("from_tier_id", _ID),
+                              ("to_tier_id", _ID), ("at", _TS)), before="at"),
     RawTable("sales", (("id", _ID), ("store_id", _ID), ("member_id", _ID),
                        ("occurred_at", _TS), ("subtotal_minor", _INT), ("discount_minor", _INT),
                        ("total_minor", _INT)), before="occurred_at"),
@@ -155,7 +155,8 @@ CANONICAL_SQL: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
                coalesce(tc_tier.code, mt_tier.code) AS tier_code,
                coalesce(m.preferences, '') <> '' AS has_preferences
         FROM raw_members m
-        LEFT JOIN raw_tier_changes tc ON tc.member_id = m.id
+        LEFT JOIN (SELECT member_id, arg_max(to_tier_id, seq) AS to_tier_id
+                   FROM raw_tier_changes GROUP BY member_id) tc ON tc.member_id = m.id
         LEFT JOIN raw_tiers tc_tier ON tc_tier.id = tc.to_tier_id
         LEFT JOIN raw_member_tiers mt ON mt.member_id = m.id
         LEFT JOIN raw_tiers mt_tier ON mt_tier.id = mt.tier_id"""),
@@ -218,6 +219,13 @@ CANONICAL_SQL: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         LEFT JOIN packages pk ON pk.member_id = m.member_id"""),
 }
 
+# Every tier change by then, with tier codes (the tier-migration report).
+CANONICAL_SQL["tier_changes"] = (("tier_changes", "tiers"), (), """
+    SELECT tc.member_id, ft.code AS from_tier, tt.code AS to_tier, tc.at
+    FROM raw_tier_changes tc
+    LEFT JOIN raw_tiers ft ON ft.id = tc.from_tier_id
+    JOIN raw_tiers tt ON tt.id = tc.to_tier_id""")
+
 # Balances the shop owes, for the liabilities report (not read by the scores, so a refresh
 # does not load them: see ``SCORING_TABLES``).
 CANONICAL_SQL["points_lots"] = (("points_accounts", "points_lots"), (), """
@@ -249,9 +257,10 @@ def sqlite_scanner_path() -> Path:
     raise RuntimeError(f"the sqlite scanner extension is missing under {root}")
 
 
-#: What a request without a list of tables gets: everything but the liabilities' balances.
+#: What a request without a list of tables gets: everything but the reports' own tables.
 SCORING_TABLES: tuple[str, ...] = tuple(t for t in CANONICAL_TABLES
-                                        if t not in ("points_lots", "wallet_balances"))
+                                        if t not in ("points_lots", "wallet_balances",
+                                                     "tier_changes"))
 
 
 def needed(tables: Collection[str] | None) -> tuple[list[str], list[str]]:

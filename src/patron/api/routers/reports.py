@@ -192,6 +192,37 @@ class LiabilitiesReport:
     stored_value: views.StoredValueLiability
 
 
+@dataclasses.dataclass(frozen=True)
+class TierMigrationReport:
+    """Members by tier at the period's start × at its end (``matrix`` rows: start tiers,
+    columns: end tiers, both in ``tiers`` order, lowest first); ``flows`` also hold members
+    who joined during the period (``from_tier`` null) or held no tier."""
+
+    period: Period
+    tiers: tuple[str, ...]
+    flows: tuple[views.TierFlow, ...]
+    matrix: list[list[int]]
+
+
+@router.get("/tier-migration", operation_id="report_tier_migration",
+            response_model=TierMigrationReport, responses=CSV_RESPONSE)
+def tier_migration(ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
+                   output: Format = "json", first_on: FirstOn = None, last_on: LastOn = None,
+                   store_id: StoreId = None) -> Any:
+    """Where the members of each tier at the period's start stood at its end: upgrades,
+    downgrades and who stayed (members of the stores you see, by home store)."""
+    scope = _scope(ctx, principal, first_on, last_on, store_id)
+    ladder = [t.code for t in loyalty.list_tiers(session)]
+    with _history(ctx, scope, ["members", "tier_changes"]) as src:
+        report = views.tier_migration(src.table("tier_changes"), src.members,
+                                      period=scope.period, tz=scope.tz,
+                                      store_ids=scope.store_ids, tiers=ladder)
+    if output == "csv":
+        return _csv(report.rows(), "tier-migration", scope)
+    return TierMigrationReport(period=report.period, tiers=report.tiers, flows=report.flows,
+                               matrix=report.matrix())
+
+
 @router.get("/liabilities", operation_id="report_liabilities",
             response_model=LiabilitiesReport, responses=CSV_RESPONSE)
 def liabilities(ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
