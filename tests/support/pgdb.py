@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from alembic import command
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -50,7 +49,4 @@ def blank_database(kind: str, tmp_path: Path) -> Iterator[str]:
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Run the migrations down to ``revision`` on ``engine``."""
-    cfg = migrate.alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
+    migrate.downgrade(engine, revision)

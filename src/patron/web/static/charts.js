@@ -27,6 +27,8 @@
       el.textContent = "chart data unreadable";
       return;
     }
+    var height = parseInt(el.getAttribute("data-height") || "", 10);
+    if (height > 0) el.style.height = height + "px";  // CSSOM: allowed by the page's CSP
     if (!option.color) option.color = PALETTE;
     if (option.animation === undefined) option.animation = false;
     var chart = window.echarts.init(el, null, { renderer: el.getAttribute("data-renderer") || "canvas" });
