@@ -401,3 +401,19 @@ def test_sales_reads_shift_and_count_instants_to_the_microsecond(
                                                         True)):
             shifted = days_before(column, 365)
             assert s.scalar(select(literal(instant, type_=shifted.type) < shifted)) is earlier
+
+
+def test_a_manager_sets_rules_for_their_own_stores_only(session: Session, clock: FixedClock,
+                                                        world: World) -> None:
+    from patron.core.errors import PermissionDenied
+
+    manager = auth.principal_for_user(world.manager_a)
+    care.set_rule(session, clock=clock, actor=manager, code="birthday", enabled=False,
+                  config={}, store_id=world.store_a.id)
+    with pytest.raises(PermissionDenied):
+        care.set_rule(session, clock=clock, actor=manager, code="birthday", enabled=False,
+                      config={}, store_id=world.store_b.id)
+    with pytest.raises(PermissionDenied):  # brand-wide settings are the owner's
+        care.set_rule(session, clock=clock, actor=manager, code="birthday", enabled=False,
+                      config={})
+    assert care.rule_config(session, "birthday", world.store_b.id)["enabled"] is True

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from patron.auth import audit
 from patron.auth.enums import Role
-from patron.auth.principal import Principal, require_role
+from patron.auth.principal import Principal, require_role, require_store
 from patron.care import calendar, holidays, replenishment
 from patron.care.models import CareOccasion, CareRule
 from patron.catalog import queries as catalog
@@ -131,6 +131,8 @@ def set_rule(session: Session, *, clock: Clock, actor: Principal, code: str, ena
              config: dict[str, Any], store_id: uuid.UUID | None = None) -> dict[str, Any]:
     """Switch a rule on or off and change its settings (brand-wide or for one store)."""
     require_role(actor, Role.MANAGER if store_id else Role.OWNER, users_only=True)
+    if store_id is not None:
+        require_store(actor, store_id)  # a manager sets the rules of their own stores only
     if code not in RULES:
         raise NotFound(f"No care rule {code!r}", "code")
     for key, value in config.items():
