@@ -99,9 +99,9 @@ def test_without_a_rule_coupon_only_the_tier_members_get_a_present(
     plain = make_member(session, ctx.clock, world.store_a, sms_consent=True,
                         birthday_calendar="solar", birth_month=3, birth_day=1)
     _place(session, vip.id, gold)
-    assert care.birthdays(session, ctx, world.store_a, date(2026, 3, 1)) == 2
+    assert care.birthdays(session, ctx, world.store_a, date(2026, 3, 1)) == 2  # both greeted
     owners = [c.member_id for c in session.scalars(select(Coupon))]
-    assert owners == [vip.id]
+    assert owners == [vip.id] and plain.id not in owners
 
 
 def test_plan_perks_come_from_a_running_paid_period_or_from_the_tier(
