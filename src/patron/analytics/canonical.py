@@ -104,6 +104,9 @@ RAW_TABLES: dict[str, RawTable] = {t.name: t for t in (
     RawTable("callback_calls", (("task_id", _ID), ("called_at", _TS)), before="called_at"),
     RawTable("member_packages", (("member_id", _ID), ("sold_at", _TS), ("expires_at", _TS),
                                  ("closed_at", _TS), ("visits_left", _INT)), before="sold_at"),
+    RawTable("messages", (("member_id", _ID), ("channel", _TXT), ("purpose", _TXT),
+                          ("template", _TXT), ("status", _TXT), ("sent_at", _TS)),
+             before="sent_at"),
 )}
 
 
@@ -217,6 +220,10 @@ CANONICAL_SQL: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         LEFT JOIN replies rp ON rp.member_id = m.member_id
         LEFT JOIN calls cl ON cl.member_id = m.member_id
         LEFT JOIN packages pk ON pk.member_id = m.member_id"""),
+    "messages": (("messages",), (), """
+        SELECT member_id, channel, template, sent_at FROM raw_messages
+        WHERE member_id IS NOT NULL AND purpose = 'marketing'
+          AND status IN ('sent', 'delivered') AND channel IN ('sms', 'email')"""),
 }
 
 # Every tier change by then, with tier codes (the tier-migration report).
@@ -238,8 +245,8 @@ CANONICAL_SQL["wallet_balances"] = (("wallet_accounts", "wallet_entries"), (), "
 
 #: Every canonical table, in an order where each comes after those it is built from.
 CANONICAL_TABLES: tuple[str, ...] = ("stores", "categories", "products", "sales", "lines",
-                                     "members", "surveys", "holdings", "points_lots",
-                                     "wallet_balances")
+                                     "members", "surveys", "holdings", "messages",
+                                     "points_lots", "wallet_balances", "tier_changes")
 
 
 def sqlite_scanner_path() -> Path:

@@ -39,7 +39,7 @@ from pyarrow import csv as pacsv
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from patron.analytics import scores, source
+from patron.analytics import portraits, scores, source
 from patron.analytics.models.summary import TimeUnit
 from patron.analytics.tables import AnalyticsRun, CategoryCycle, MemberScore
 from patron.core.clock import Clock
@@ -105,12 +105,14 @@ def _supersede(db: Database, as_of: date, run_id: uuid.UUID) -> None:
 
 def refresh(db: Database, clock: Clock, *, timezone: str, as_of: date | None = None,
             config: scores.ScoreConfig | None = None, keep: int = DEFAULT_KEEP,
-            progress: Progress | None = None, memory_limit: str | None = None
-            ) -> RefreshResult:
+            progress: Progress | None = None, memory_limit: str | None = None,
+            portrait_config: portraits.PortraitConfig | None = None) -> RefreshResult:
     """Score every active member as of ``as_of`` (default: yesterday in ``timezone``).
 
     ``timezone`` is the brand's zone (``Settings.default_timezone``): ``as_of`` is a local
-    day and the history runs to its end. ``keep`` snapshots (days) are kept.
+    day and the history runs to its end. ``keep`` snapshots (days) are kept. The same run
+    computes the members' profiles, tags and portraits (``portraits``, with
+    ``portrait_config``), inside the summarise, score and write stages.
     """
     if keep < 1:
         raise ValidationFailed("keep at least one snapshot", "keep")
@@ -139,6 +141,7 @@ def refresh(db: Database, clock: Clock, *, timezone: str, as_of: date | None = N
             began = stage("summarise")
             history = scores.member_history(src)
             cycles = scores.category_cycles(src)
+            collected = portraits.collect(src, portrait_config)  # portraits hook (1/3)
         stages["summarise"] = time.perf_counter() - began
         began = stage("fit")
         fitted = scores.fit(history)
@@ -146,13 +149,18 @@ def refresh(db: Database, clock: Clock, *, timezone: str, as_of: date | None = N
         stages["fit"] = time.perf_counter() - began
         began = stage("score")
         table = scores.score(history, fitted, config)
+        # portraits hook (2/3): profiles, tags and clusters of this snapshot
+        computed = portraits.build(db, collected, table, as_of=day, config=portrait_config)
+        params["portraits"] = computed.params
         stages["score"] = time.perf_counter() - began
         began = stage("write")
         _supersede(db, day, run_id)
         write_snapshot(db, as_of=day, member_scores=table, category_cycles=cycles)
+        portraits.write(db, as_of=day, computed=computed)  # portraits hook (3/3) ...
         _finish_run(db, clock, run_id, status="succeeded", stages=stages, params=params,
                     members=table.num_rows)
         pruned = prune(db, keep=keep)
+        portraits.prune(db)  # ... and its days follow the scores' days
         stages["write"] = time.perf_counter() - began
         _record_stages(db, run_id, stages)
     except Exception as exc:
@@ -420,3 +428,22 @@ def segment_counts(session: Session, *, as_of: date | None = None) -> SegmentRep
     segments = totals(MemberScore.rfm_segment)
     return SegmentReport(as_of=day, members=sum(g.members for g in segments),
                          segments=segments, stages=totals(MemberScore.lifecycle_stage))
+
+
+# ---------------------------------------------------------------- reads for the member page
+# (added for the member 360 page, issue 8)
+
+
+def member_score_history(session: Session, *, member_id: uuid.UUID, limit: int = 30
+                         ) -> list[MemberScore]:
+    """A member's rows in the succeeded snapshots still kept, oldest first: the P(alive)
+    trend on the member page (``refresh`` keeps the newest few days)."""
+    days = list(session.scalars(select(AnalyticsRun.as_of)
+                                .where(AnalyticsRun.status == "succeeded")
+                                .group_by(AnalyticsRun.as_of)
+                                .order_by(AnalyticsRun.as_of.desc()).limit(limit)))
+    if not days:
+        return []
+    return list(session.scalars(select(MemberScore).where(
+        MemberScore.as_of.in_(days), MemberScore.member_id == member_id)
+        .order_by(MemberScore.as_of)))

@@ -85,6 +85,10 @@ store-local DATE, money BIGINT minor units):
     product_id, sku, name, category_id, price_minor.
 ``categories``
     category_id, code, name, replenish_days.
+``messages``
+    member_id, channel (sms, email), template, sent_at: marketing messages that reached the
+    provider (status sent or delivered; ``portraits`` reads them for channel
+    responsiveness). Transactional ones (receipts, codes) and webhooks are left out.
 
 Design choices worth knowing when writing queries: a sale with ``net_minor <= 0`` (fully
 refunded, or free) is kept in ``sales`` but is not a purchase for the purchase models

@@ -18,7 +18,8 @@ Conditions read three kinds of facts:
   in full; the category is the product's current one), coupons used, wallet and points
   balances, complaints;
 * scores of the latest analytics snapshot (``member_scores`` of the latest succeeded run):
-  RFM segment, ``p_alive``, CLV, lifecycle stage, loyalty type, next purchase date. A
+  RFM segment, ``p_alive``, CLV, lifecycle stage, loyalty type, next purchase date, and
+  the member's portrait and automatic tags (``member_profiles`` of the same day). A
   member the snapshot does not score matches no score condition; without any snapshot
   score conditions match nobody.
 
@@ -80,7 +81,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from patron.analytics.portrait_tables import MemberProfile
 from patron.analytics.tables import LIFECYCLE_STAGES, LOYALTY_TYPES, RFM_SEGMENTS, MemberScore
+from patron.analytics.tags import TAG_CODES
+from patron.analytics.tags import mask as tag_mask
 from patron.core.errors import FieldProblem, ValidationFailed
 from patron.feedback.models import Complaint
 from patron.loyalty.models import MemberTier, PointsAccount, Tier
@@ -618,11 +622,47 @@ class NextPurchaseDue(_Score):
                     MemberScore.next_purchase_on >= first, MemberScore.next_purchase_on <= last)
 
 
+# -- portraits of the latest snapshot (``analytics.portraits``; docs/portraits.md): the
+# member's profile row of the snapshot's day, reached from its scores row, so these combine
+# with the other score conditions in one pass over the snapshot.
+
+
+def _profiled(scope: Scope, where: ColumnElement[bool]) -> ColumnElement[bool]:
+    return MemberScore.member_id.in_(select(MemberProfile.member_id).where(
+        MemberProfile.as_of == scope.scores_as_of, where))
+
+
+class PortraitIs(_Score, _ValuesIn):
+    """The member's portrait (behaviour cluster, e.g. P3: stable across refreshes) is one
+    of these."""
+
+    field: Literal["portrait"]
+    value: list[Annotated[str, Field(pattern=r"^P[0-9]{1,6}$")]] = Field(
+        min_length=1, max_length=MAX_VALUES)
+
+    def predicate(self, scope: Scope) -> ColumnElement[bool]:
+        return _profiled(scope, MemberProfile.portrait_code.in_(self.value))
+
+
+class HasInferredTag(_Score, _ValuesIn):
+    """The member carries ``any`` (at least one) or ``all`` of these automatic tags (high
+    value, dormant, discount hunter, new parent, …; each defined in docs/portraits.md)."""
+
+    field: Literal["inferred_tags"]
+    op: Literal["any", "all"] = "any"
+    value: list[Literal[TAG_CODES]] = Field(min_length=1)  # type: ignore[valid-type]
+
+    def predicate(self, scope: Scope) -> ColumnElement[bool]:
+        wanted = tag_mask(self.value)
+        bits = MemberProfile.tag_bits.bitwise_and(wanted)
+        return _profiled(scope, bits != 0 if self.op == "any" else bits == wanted)
+
+
 CONDITIONS: dict[str, type[Condition]] = {}
 for _model in (TierIs, HomeStoreIs, HasTags, Joined, BirthdayMonth, Consent, GenderIs,
                LastPurchase, PurchaseCount, Spend, Bought, UsedCoupon, WalletBalance,
                PointsBalance, Complaints, RfmSegmentIs, LifecycleStageIs, LoyaltyTypeIs,
-               PAlive, Clv, NextPurchaseDue):
+               PAlive, Clv, NextPurchaseDue, PortraitIs, HasInferredTag):
     for _name in _model.model_fields["field"].annotation.__args__:  # type: ignore[union-attr]
         CONDITIONS[_name] = _model
 

@@ -1,4 +1,4 @@
-"""Signing in and out, the language switcher, and the dashboard."""
+"""Signing in and out, and the language switcher (the dashboard is ``pages.dashboard``)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ from patron.api.routers.session import set_session_cookie
 from patron.auth import service as auth
 from patron.auth import throttle
 from patron.auth.service import LANGUAGES
-from patron.core.clock import local_today
 from patron.core.errors import PermissionDenied, TooManyAttempts
-from patron.members import service as members
 from patron.web import i18n
 from patron.web.deps import (
     LOGIN_CSRF_COOKIE,
@@ -25,7 +23,6 @@ from patron.web.deps import (
     LoginForm,
     PostedForm,
     SignedInPage,
-    principal_of,
 )
 from patron.web.forms import Form
 from patron.web.i18n import N_
@@ -117,14 +114,3 @@ def change_language(page: AnyPage, session: Db, data: AnyForm) -> Response:
             session.rollback()
     return redirect(page, target)
 
-
-@router.get("/")
-def dashboard(page: SignedInPage, session: Db) -> Response:
-    """Home: find a member fast, the size of the programme, and shortcuts by role."""
-    principal = principal_of(page)
-    _rows, member_count = members.search_members(
-        session, query=members.MemberQuery(page_size=1), region=page.app.settings.default_region)
-    stores = members.list_stores(session)
-    my_stores = [s for s in stores if principal.store_ids and s.id in principal.store_ids]
-    return render(page, "dashboard.html", member_count=member_count, store_count=len(stores),
-                  my_stores=my_stores, today=local_today(page.app.clock, page.tz.key))

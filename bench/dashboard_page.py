@@ -1,0 +1,310 @@
+"""The dashboard page at the server, cold and warm, on the demo data and on 1,000,000 members.
+
+Each database is built once and cached in ``bench/out/`` together with its nightly
+snapshot (``patron.analytics.service.refresh``, run for real):
+
+* **demo**: ``patron demo``'s generator with its defaults (20,000 members, two years of
+  sales with the loyalty programme replayed);
+* **1M**: 1,000,000 members in 3 stores with about 3.5 purchases each over two years (a
+  first purchase at joining, later ones until the member drifts away), a fifth of sales by
+  walk-ins, points for 30 % and stored value for 10 % of members, written straight into
+  the tables with executemany (no sale lines: the dashboard does not read them).
+
+The page is requested through the app (FastAPI ``TestClient``, signed in as an owner), as
+a browser would. Rows of the table:
+
+* ``page, cold``: both figure caches empty. The page runs the snapshot's aggregate query
+  and, with no history figures cached yet, renders a placeholder that fetches them;
+* ``page, warm``: caches filled: every figure and chart is on the page, no query but the
+  session, the stores and the snapshot day;
+* ``history, cold``: ``/dashboard/history`` with the cache empty: the history is loaded
+  into DuckDB and every history view computed (once per scope and day in production);
+* ``history, warm``: the same fragment from the cache.
+
+    .venv/bin/python bench/dashboard_page.py                  # demo and 1M
+    .venv/bin/python bench/dashboard_page.py --only demo
+    .venv/bin/python bench/dashboard_page.py --rebuild        # regenerate the databases
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from fastapi.testclient import TestClient
+from rich.console import Console
+from rich.table import Table
+
+from patron.analytics import dashboard, service
+from patron.api.app import create_app
+from patron.auth import service as auth
+from patron.auth.enums import Role
+from patron.core import migrate
+from patron.core.clock import FixedClock
+from patron.core.db import Database, make_engine
+from patron.core.settings import Settings
+from patron.demo import DemoConfig, build_demo
+
+OUT = Path(__file__).resolve().parent / "out"
+TIMEZONE = "Asia/Shanghai"
+AS_OF = date(2026, 11, 22)  # the snapshot day and the period's last day
+NOW = datetime(2026, 11, 23, 2, tzinfo=UTC)  # 10:00 in Shanghai the day after
+START = datetime(2024, 11, 23, 1, tzinfo=UTC)
+DAYS = 730
+CHUNK = 200_000
+USERNAME, PASSWORD = "bench-owner", "bench-password-1"
+console = Console(width=max(120, Console().width))
+
+
+# ---------------------------------------------------------------- databases
+
+
+def _ids(prefix: int, n: int, rng: np.random.Generator) -> list[str]:
+    """``n`` 32-hex ids, increasing (cheap appends to the primary-key B-tree), unique."""
+    seq = np.arange(n, dtype=np.uint64) + np.uint64(prefix) * np.uint64(10**12)
+    low = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64)
+    return [f"{a:016x}{b:016x}" for a, b in zip(seq.tolist(), low.tolist(), strict=True)]
+
+
+def _stamp(seconds: np.ndarray) -> list[str]:
+    """UTC seconds since START as SQLAlchemy's SQLite text."""
+    at = np.datetime64(START.replace(tzinfo=None), "s") + seconds.astype("timedelta64[s]")
+    return [t.replace("T", " ") + ".000000" for t in np.datetime_as_string(at, unit="s").tolist()]
+
+
+def generate_million(path: Path, members: int, seed: int = 1) -> dict[str, int]:
+    """Members, sales, points and stored value straight into a migrated SQLite file."""
+    rng = np.random.default_rng(seed)
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA cache_size=-1000000")
+    conn.execute("BEGIN")
+    created = _stamp(np.zeros(1))[0]
+    stores = _ids(1, 3, rng)
+    conn.executemany("INSERT INTO stores (id, code, name, address, timezone, active, created_at)"
+                     " VALUES (?, ?, ?, '', ?, 1, ?)",
+                     [(s, f"S{i}", f"Store {i}", TIMEZONE, created) for i, s in enumerate(stores)])
+    join_s = np.sort(rng.uniform(0, DAYS - 1, members) * 86400).astype(np.int64)
+    member_ids = _ids(4, members, rng)
+    home = rng.integers(0, 3, members)
+    joined = _stamp(join_s)
+    for start in range(0, members, CHUNK):
+        conn.executemany(
+            "INSERT INTO members (id, card_no, name, birth_leap_month, preferences, "
+            "home_store_id, enrolled_store_id, sms_consent, email_consent, guardian_consent, "
+            "status, joined_at, updated_at) VALUES (?, ?, ?, 0, '', ?, ?, 0, 0, 0, 'active', ?, ?)",
+            [(member_ids[i], f"{9_000_000_000 + i}", f"Member {i}", stores[home[i]],
+              stores[home[i]], joined[i], joined[i])
+             for i in range(start, min(start + CHUNK, members))])
+    # later purchases: Poisson(2.5 × gamma) of them, uniform over the member's active life
+    # (exponential, mean 300 days, cut at the end of the history)
+    life = np.minimum(rng.exponential(300 * 86400, members), DAYS * 86400 - join_s)
+    extra = rng.poisson(rng.gamma(1.0, 2.5, members))
+    owner = np.repeat(np.arange(members), extra)
+    later = join_s[owner] + (rng.uniform(0, 1, owner.shape[0]) * life[owner]).astype(np.int64)
+    owner = np.concatenate([np.arange(members), owner])
+    sale_s = np.concatenate([join_s + rng.integers(60, 600, members), later])
+    walk_ins = int(owner.shape[0] * 0.25)
+    owner = np.concatenate([owner, np.full(walk_ins, -1)])
+    sale_s = np.concatenate([sale_s, rng.integers(0, DAYS * 86400, walk_ins)])
+    order = np.argsort(sale_s, kind="stable")
+    owner, sale_s = owner[order], sale_s[order]
+    n_sales = owner.shape[0]
+    sale_ids = _ids(5, n_sales, rng)
+    store_of = np.where(owner >= 0, home[np.maximum(owner, 0)], rng.integers(0, 3, n_sales))
+    amount = np.round(np.exp(rng.normal(np.log(5000), 0.7, n_sales)) / 10).astype(np.int64) * 10
+    stamps = _stamp(sale_s)
+    for start in range(0, n_sales, CHUNK):
+        conn.executemany(
+            "INSERT INTO sales (id, store_id, member_id, receipt_no, source, occurred_at, "
+            "recorded_at, subtotal_minor, discount_minor, total_minor, refunded_minor, "
+            "points_earned, points_redeemed, status) "
+            "VALUES (?, ?, ?, ?, 'import', ?, ?, ?, 0, ?, 0, 0, 0, 'completed')",
+            [(sale_ids[i], stores[store_of[i]],
+              member_ids[owner[i]] if owner[i] >= 0 else None, f"R{i}", stamps[i], stamps[i],
+              int(amount[i]), int(amount[i])) for i in range(start, min(start + CHUNK, n_sales))])
+    seq = 0
+    for table, share, prefix in (("points", 0.3, 7), ("wallet", 0.1, 8)):
+        holders = np.flatnonzero(rng.uniform(0, 1, members) < share)
+        accounts = _ids(prefix, holders.shape[0], rng)
+        entries = _ids(prefix + 10, holders.shape[0], rng)
+        value = rng.integers(1, 5000, holders.shape[0]) * (1 if table == "points" else 100)
+        when = _stamp(np.full(holders.shape[0], (DAYS - 1) * 86400))
+        rows = range(holders.shape[0])
+        if table == "points":
+            conn.executemany(
+                "INSERT INTO points_accounts (id, member_id, available, pending, debt, "
+                "lifetime_earned, updated_at) VALUES (?, ?, ?, 0, 0, ?, ?)",
+                [(accounts[i], member_ids[holders[i]], int(value[i]), int(value[i]), when[i])
+                 for i in rows])
+            conn.executemany(
+                "INSERT INTO points_entries (seq, id, account_id, kind, available_delta, "
+                "pending_delta, debt_delta, available_after, pending_after, debt_after, "
+                "actor_label, reason, occurred_at) VALUES (?, ?, ?, 'earn', ?, 0, 0, ?, 0, 0, "
+                "'bench', '', ?)",
+                [(seq + i + 1, entries[i], accounts[i], int(value[i]), int(value[i]), when[i])
+                 for i in rows])
+        else:
+            conn.executemany(
+                "INSERT INTO wallet_accounts (id, member_id, principal_minor, bonus_minor, "
+                "created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?)",
+                [(accounts[i], member_ids[holders[i]], int(value[i]), when[i], when[i])
+                 for i in rows])
+            conn.executemany(
+                "INSERT INTO wallet_entries (seq, id, account_id, kind, principal_delta_minor, "
+                "bonus_delta_minor, principal_after_minor, bonus_after_minor, actor_label, "
+                "reason, occurred_at) VALUES (?, ?, ?, 'topup', ?, 0, ?, 0, 'bench', '', ?)",
+                [(seq + i + 1, entries[i], accounts[i], int(value[i]), int(value[i]), when[i])
+                 for i in rows])
+        seq += holders.shape[0]
+    conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return {"members": members, "sales": n_sales}
+
+
+def generate_demo(path: Path) -> dict[str, int]:
+    db = Database.from_url(f"sqlite:///{path}")
+    migrate.upgrade(db.engine)
+    with db.write() as session:
+        summary = build_demo(session, config=DemoConfig(end_on=AS_OF + timedelta(days=1)))
+    with db.read() as session:
+        sales = session.connection().exec_driver_sql("SELECT count(*) FROM sales").scalar()
+    db.dispose()
+    return {"members": summary.members, "sales": int(sales or 0)}
+
+
+def prepare(name: str, path: Path, build: Callable[[Path], dict[str, int]], rebuild: bool
+            ) -> Database:
+    """Build the database and its snapshot once; add the owner the bench signs in as."""
+    if rebuild:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    if not path.exists():
+        console.print(f"[{name}] generating {path.name} ...")
+        started = time.perf_counter()
+        counts = build(path)
+        console.print(f"[{name}] {counts} in {time.perf_counter() - started:.0f} s; "
+                      "nightly refresh ...")
+        started = time.perf_counter()
+        db = Database.from_url(f"sqlite:///{path}")
+        service.refresh(db, FixedClock(NOW), timezone=TIMEZONE, as_of=AS_OF)
+        console.print(f"[{name}] refresh {time.perf_counter() - started:.0f} s")
+        db.dispose()
+    db = Database.from_url(f"sqlite:///{path}")
+    with db.write() as session:
+        if auth.authenticate(session, clock=FixedClock(NOW), username=USERNAME,
+                             password=PASSWORD) is None:
+            auth.create_user(session, clock=FixedClock(NOW), actor=None, username=USERNAME,
+                             display_name="Bench owner", password=PASSWORD, role=Role.OWNER)
+    return db
+
+
+# ---------------------------------------------------------------- measuring
+
+
+@dataclass
+class Row:
+    database: str
+    what: str
+    runs: list[float]
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.runs)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _client(db: Database, path: Path) -> TestClient:
+    settings = Settings(environment="test", database_url=f"sqlite:///{path}",
+                        default_language="en", default_timezone=TIMEZONE)
+    client = TestClient(create_app(settings, db=db, clock=FixedClock(NOW)))
+    login = client.get("/login")
+    token = login.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    r = client.post("/login", data={"username": USERNAME, "password": PASSWORD,
+                                    "csrf_token": token, "next": "/"}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    return client
+
+
+def _timed(client: TestClient, url: str, expect: str) -> float:
+    started = time.perf_counter()
+    r = client.get(url)
+    ms = (time.perf_counter() - started) * 1000
+    if r.status_code != 200 or expect not in r.text:
+        raise SystemExit(f"{url}: {r.status_code} {r.text[:500]}")
+    return ms
+
+
+def measure(name: str, db: Database, path: Path, *, cold_history: int, warm: int) -> list[Row]:
+    client = _client(db, path)
+    page, fragment = "/", "/dashboard/history"
+    rows = [Row(name, "first request after start (templates compiled, caches cold)", []),
+            Row(name, "page, cold (snapshot query; history placeholder)", []),
+            Row(name, "page, warm (every figure and chart on the page)", []),
+            Row(name, "history, cold (DuckDB load + every history view)", []),
+            Row(name, "history, warm (from the cache)", [])]
+    first, cold_page, warm_page, cold_history_row, warm_history = rows
+    dashboard.HISTORY_CACHE.clear()
+    dashboard.SNAPSHOT_CACHE.clear()
+    first.runs.append(_timed(client, page, 'hx-trigger="load"'))
+    for _ in range(10):
+        dashboard.HISTORY_CACHE.clear()
+        dashboard.SNAPSHOT_CACHE.clear()
+        cold_page.runs.append(_timed(client, page, 'hx-trigger="load"'))
+    for i in range(cold_history):
+        dashboard.HISTORY_CACHE.clear()
+        cold_history_row.runs.append(_timed(client, fragment, 'data-figure="active_members"'))
+        console.print(f"[{name}] history cold {i + 1}/{cold_history}: "
+                      f"{cold_history_row.runs[-1]:,.0f} ms")
+    _timed(client, page, 'data-figure="active_members"')  # first render of the full page
+    for _ in range(warm):
+        warm_page.runs.append(_timed(client, page, 'id="dash-cohorts-chart"'))
+        warm_history.runs.append(_timed(client, fragment, 'data-figure="active_members"'))
+    client.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--only", choices=("demo", "1m"))
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--rebuild", action="store_true")
+    args = parser.parse_args()
+    OUT.mkdir(exist_ok=True)
+    results: list[Row] = []
+    load = os.getloadavg()[0]
+    if args.only in (None, "demo"):
+        path = OUT / "dashboard-demo.db"
+        db = prepare("demo", path, generate_demo, args.rebuild)
+        results += measure("demo (20k members)", db, path, cold_history=3, warm=30)
+        db.dispose()
+    if args.only in (None, "1m"):
+        path = OUT / f"dashboard-{args.members}.db"
+        db = prepare("1M", path, lambda p: generate_million(p, args.members), args.rebuild)
+        results += measure(f"{args.members:,} members", db, path, cold_history=2, warm=30)
+        db.dispose()
+    table = Table("database", "request", "runs", "p50 ms", "p95 ms", "max ms",
+                  title=f"dashboard at the server (SQLite; {os.cpu_count()} cores, "
+                        f"load average {load:.1f} at the start)")
+    for row in results:
+        table.add_row(row.database, row.what, str(len(row.runs)), f"{row.quantile(0.5):,.1f}",
+                      f"{row.quantile(0.95):,.1f}", f"{max(row.runs):,.1f}")
+    console.print(table)
+    for row in results:
+        console.print(f"{row.database} | {row.what} | mean {statistics.fmean(row.runs):,.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
