@@ -20,17 +20,21 @@ from patron.api.routers import (
     members,
     messaging,
     offers,
+    portraits,
+    privacy,
     promotions,
     reports,
     sales,
     session,
     stores,
+    team,
     users,
     wallet,
 )
 from patron.core import registry  # noqa: F401 - every table known before the first query
 from patron.core.clock import Clock, SystemClock
 from patron.core.db import Database
+from patron.core.logsafety import install as scrub_logs
 from patron.core.settings import Settings
 
 
@@ -38,6 +42,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
                clock: Clock | None = None) -> FastAPI:
     """Build the app; nothing is created at import time so tests can pass their own parts."""
     settings = settings or Settings()
+    scrub_logs()  # no phone numbers, e-mail addresses or query strings in the logs
     db = db or Database.from_url(settings.database_url)
     app = FastAPI(
         title="patron API",
@@ -59,8 +64,11 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
                    offers, promotions, cards, feedback, messaging, users, api_keys, audit):
         v1.include_router(module.router)
     v1.include_router(analytics.router)
+    v1.include_router(portraits.router)
     v1.include_router(reports.router)
     v1.include_router(campaigns.router)
+    v1.include_router(team.router)
+    v1.include_router(privacy.router)
     app.include_router(v1)
 
     from patron.web import routes as web  # the web layer is optional for API-only tests

@@ -35,11 +35,13 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
     """Build an engine with the pragmas and transaction behaviour patron relies on."""
     url = normalise_url(url)
     if make_url(url).get_backend_name() == "sqlite":
-        engine = create_engine(url, echo=echo,
+        # hide_parameters: statement logs and error texts never quote members' data
+        engine = create_engine(url, echo=echo, hide_parameters=True,
                                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=20, pool_pre_ping=True,
+                         hide_parameters=True)
 
 
 def _configure_sqlite(engine: Engine) -> None:

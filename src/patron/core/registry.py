@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from patron.analytics import portrait_tables as analytics_portrait_tables
 from patron.analytics import tables as analytics_tables
 from patron.auth import models as auth_models
 from patron.auth import throttle as auth_throttle
@@ -21,6 +22,7 @@ from patron.loyalty import models as loyalty_models
 from patron.loyalty import service as loyalty_service
 from patron.members import models as members_models
 from patron.members import otp as members_otp
+from patron.members import privacy_models as members_privacy_models
 from patron.messaging import models as messaging_models
 from patron.offers import models as offers_models
 from patron.offers import promotion_models, promotion_service
@@ -31,6 +33,7 @@ from patron.wallet import service as wallet_service
 
 __all__ = [
     "Base",
+    "analytics_portrait_tables",
     "analytics_tables",
     "auth_models",
     "auth_throttle",
@@ -49,6 +52,7 @@ __all__ = [
     "loyalty_service",
     "members_models",
     "members_otp",
+    "members_privacy_models",
     "messaging_models",
     "offers_models",
     "offers_service",

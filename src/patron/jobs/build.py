@@ -8,6 +8,7 @@ from functools import lru_cache
 
 from patron.core.clock import Clock, SystemClock
 from patron.core.db import Database
+from patron.core.logsafety import install as scrub_logs
 from patron.core.settings import Settings
 from patron.jobs.handlers import SCHEDULES, handlers_for
 from patron.jobs.worker import Worker, WorkerContext
@@ -22,6 +23,7 @@ def build_worker(settings: Settings, db: Database, *, clock: Clock | None = None
                  channels: ChannelSet | None = None, poll_s: float = 1.0) -> Worker:
     """A worker over ``db`` with the channels configured in the environment (or given)."""
     clock = clock or SystemClock()
+    scrub_logs()  # httpx logs provider URLs (Aliyun's carries the phone number)
 
     @lru_cache(maxsize=256)
     def _secret(endpoint_hex: str) -> str:
