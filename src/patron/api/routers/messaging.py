@@ -142,16 +142,28 @@ def resend_message(ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
 # ---------------------------------------------------------------- policy
 
 
+#: A wall-clock time in each store's own zone, "21:00": no date, no offset (a JSON Schema
+#: "time" would demand one).
+LocalTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                                 examples=["21:00"])]
+
+
 class PolicyRead(BaseModel):
-    quiet_start: time
-    quiet_end: time
+    quiet_start: LocalTime
+    quiet_end: LocalTime
     weekly_cap: int
     max_attempts: int
 
+    @classmethod
+    def of(cls, policy: Any) -> PolicyRead:
+        return cls(quiet_start=policy.quiet_start.strftime("%H:%M"),
+                   quiet_end=policy.quiet_end.strftime("%H:%M"),
+                   weekly_cap=policy.weekly_cap, max_attempts=policy.max_attempts)
+
 
 class PolicyUpdate(BaseModel):
-    quiet_start: time | None = None
-    quiet_end: time | None = None
+    quiet_start: LocalTime | None = None
+    quiet_end: LocalTime | None = None
     weekly_cap: int | None = Field(default=None, ge=0, le=100)
     max_attempts: int | None = Field(default=None, ge=1, le=50)
 
@@ -159,27 +171,20 @@ class PolicyUpdate(BaseModel):
 @router.get("/messaging/policy", operation_id="get_messaging_policy")
 def get_policy(ctx: Ctx, session: DbSession, principal: CurrentPrincipal) -> PolicyRead:
     require_role(principal, Role.MANAGER)
-    p = messaging.get_policy(session, clock=ctx.clock)
-    return PolicyRead(quiet_start=p.quiet_start, quiet_end=p.quiet_end,
-                      weekly_cap=p.weekly_cap, max_attempts=p.max_attempts)
+    return PolicyRead.of(messaging.get_policy(session, clock=ctx.clock))
 
 
 @router.patch("/messaging/policy", operation_id="update_messaging_policy")
 def update_policy(ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
                   body: PolicyUpdate) -> PolicyRead:
     """Quiet hours (each store's local time), weekly marketing cap, delivery attempts."""
-    require_role(principal, Role.OWNER, users_only=True)
-    p = messaging.get_policy(session, clock=ctx.clock)
-    changes = body.model_dump(exclude_none=True)
-    for key, value in changes.items():
-        setattr(p, key, value)
-    p.updated_at = ctx.clock.now()
-    audit.record(session, clock=ctx.clock, actor=principal, action="messaging.policy_changed",
-                 entity_type="messaging_policy", entity_id="1",
-                 details={k: str(v) for k, v in changes.items()})
+    changes: dict[str, Any] = body.model_dump(exclude_none=True)
+    for key in ("quiet_start", "quiet_end"):
+        if key in changes:
+            changes[key] = time.fromisoformat(changes[key])
+    p = messaging.update_policy(session, clock=ctx.clock, actor=principal, changes=changes)
     session.commit()
-    return PolicyRead(quiet_start=p.quiet_start, quiet_end=p.quiet_end,
-                      weekly_cap=p.weekly_cap, max_attempts=p.max_attempts)
+    return PolicyRead.of(p)
 
 
 # ---------------------------------------------------------------- webhook endpoints
