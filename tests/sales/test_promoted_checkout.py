@@ -675,3 +675,27 @@ def test_a_plan_members_price_goes_to_payers_and_to_tiers_that_include_the_plan(
     # gold carries no discount of its own here: only the plan's member price differs
     assert paid == {payer.id: 1600, gold_member.id: 1600, plain.id: 2000}
     books_balance(session)
+
+
+def test_a_segment_promotion_prices_the_segments_members_only(
+    session: Session, clock: FixedClock, world: World, shop: Shop
+) -> None:
+    from patron.campaigns import service as campaigns
+    from patron.campaigns.schemas import SegmentCreate
+
+    vips = campaigns.create_segment(session, clock=clock, actor=owner(world), data=SegmentCreate(
+        name="VIPs", rules={"field": "tags", "op": "any", "value": ["vip"]}))
+    archived = campaigns.create_segment(
+        session, clock=clock, actor=owner(world),
+        data=SegmentCreate(name="Everyone in A", rules={
+            "field": "home_store", "value": [str(world.store_a.id)]}))
+    archived.archived_at = clock.now()
+    promo(session, clock, world, _configs(shop)["member_price"][0], name="VIP price",
+          audience={"segments": [str(vips.id)]})
+    promo(session, clock, world, _configs(shop)["nth_item"][0], name="Dead segment",
+          audience={"segments": [str(archived.id)]})
+    vip = make_member(session, clock, world.store_a, tags=["vip"])
+    other = make_member(session, clock, world.store_a, tags=["regular"])
+    paid = {m.id: sell(session, clock, till(world), m, [("A", 2)]).total_minor
+            for m in (vip, other)}
+    assert paid == {vip.id: 1600, other.id: 2000}  # an archived segment holds nobody

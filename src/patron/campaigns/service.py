@@ -108,7 +108,7 @@ from patron.core.errors import Conflict, NotFound, PermissionDenied, ValidationF
 from patron.core.ids import new_id
 from patron.core.settings import Settings
 from patron.members import service as members
-from patron.members.models import Member, Store
+from patron.members.models import Member, MemberTag, Store
 from patron.messaging import service as messaging
 from patron.messaging.models import Message
 from patron.messaging.templates import (
@@ -126,6 +126,7 @@ from patron.messaging.templates import (
     normalise_language,
     sample_context,
 )
+from patron.offers import promotion_service
 from patron.offers import service as offers
 from patron.offers.enums import CouponSource
 from patron.offers.models import Coupon, CouponRedemption, ReferralAttribution, ReferralReward
@@ -778,11 +779,7 @@ def send_pending(session: Session, ctx: Sending, campaign: Campaign, *,
             referral = ReferralView(code=code.code, link=referral_link(ctx.settings, code.code))
         outgoing.append(_render(ctx, campaign, who, store, coupon, referral, recipient))
     messaging.enqueue(session, clock=ctx.clock, messages=outgoing)
-    by_key: dict[str, uuid.UUID] = {}
-    if outgoing:
-        for key, message_id in session.execute(select(Message.dedupe_key, Message.id).where(
-                Message.dedupe_key.in_([m.dedupe_key for m in outgoing]))):
-            by_key[key] = message_id
+    by_key = messaging.ids_by_key(session, dedupe_keys=[m.dedupe_key for m in outgoing])
     for message in outgoing:
         assert message.member_id is not None
         updates[message.member_id]["message_id"] = by_key.get(message.dedupe_key)
@@ -923,16 +920,8 @@ def run_due(session: Session, ctx: Sending, *, today: date,
 
 
 def _suppress_queued(session: Session, *, clock: Clock, campaign: Campaign, reason: str) -> int:
-    """The campaign's messages still queued become ``suppressed`` with ``reason``: the
-    transition messaging's gate makes, and only from ``queued`` (a message a worker has
-    already leased is left to finish)."""
-    now = clock.now()
-    result = session.execute(
-        update(Message).where(Message.campaign_id == campaign.id, Message.status == "queued",
-                              Message.member_id.is_not(None))
-        .values(status="suppressed", reason=reason, updated_at=now)
-        .execution_options(synchronize_session=False))
-    return int(getattr(result, "rowcount", 0) or 0)
+    return messaging.suppress_campaign(session, clock=clock, campaign_id=campaign.id,
+                                       reason=reason)
 
 
 def pause(session: Session, *, clock: Clock, actor: Principal,
@@ -963,9 +952,7 @@ def resume(session: Session, ctx: Sending, *, actor: Principal, campaign_id: uui
     if campaign.status != "paused":
         raise Conflict("Only a paused campaign can be resumed", "campaign_id",
                        code="not_paused")
-    paused = select(Message.id).where(Message.campaign_id == campaign.id,
-                                      Message.status == "suppressed",
-                                      Message.reason == "campaign_paused")
+    paused = messaging.campaign_suppressed(campaign.id, reason="campaign_paused")
     session.execute(update(CampaignMember).where(
         CampaignMember.campaign_id == campaign.id, CampaignMember.message_id.in_(paused))
         .values(message_id=None).execution_options(synchronize_session=False))
@@ -1055,7 +1042,7 @@ def send_test(session: Session, ctx: Sending, *, actor: Principal, campaign_id: 
 
 def message_id_of(session: Session, *, dedupe_key: str) -> uuid.UUID:
     """The id of the message queued under ``dedupe_key``."""
-    found = session.scalar(select(Message.id).where(Message.dedupe_key == dedupe_key))
+    found = messaging.ids_by_key(session, dedupe_keys=[dedupe_key]).get(dedupe_key)
     if found is None:
         raise NotFound("No such message", "dedupe_key")
     return found
@@ -1297,6 +1284,112 @@ def results(session: Session, *, clock: Clock, actor: Principal, campaign_id: uu
         referral=referral)
 
 
+# ---------------------------------------------------------------- for the admin pages
+# Added with the web marketing pages (web/pages/marketing.py): reads that the builder and the
+# campaign pages need and the API does not (yet) offer. Read-only.
+
+
+@dataclass(frozen=True)
+class ArmPreview:
+    """Who a draft would reach if launched now: the segment, the members excluded before
+    the draw (by reason), and the arms the campaign's own seed would put the others in."""
+
+    segment_members: int
+    excluded: dict[str, int]
+    treatment: int
+    control: int
+
+
+def preview_arms(session: Session, *, clock: Clock, actor: Principal, campaign_id: uuid.UUID,
+                 tz: str) -> ArmPreview:
+    """The arms a launch now would assign: the same query, exclusions and seeded draw as
+    :func:`assign`, so the numbers are exact for the current data, not an estimate."""
+    campaign = get_campaign(session, actor=actor, campaign_id=campaign_id)
+    rule = segments.parse_rules(campaign.rules)
+    scope = scope_at(session, now=clock.now(), tz=tz)
+    wanted = segments.member_ids(session, rule, scope)
+    counts: Counter[str] = Counter()
+    excluded: Counter[str] = Counter()
+    for start in range(0, len(wanted), ASSIGN_BATCH):
+        chunk = wanted[start:start + ASSIGN_BATCH]
+        for member_id, phone, email, sms_ok, email_ok in session.execute(
+                select(Member.id, Member.phone, Member.email, Member.sms_consent,
+                       Member.email_consent).where(Member.id.in_(chunk))):
+            reason = _exclusion(campaign.channel, phone, email, sms_ok, email_ok)
+            if reason is not None:
+                excluded[reason] += 1
+            else:
+                counts[arm_of(draw(campaign.seed, member_id), campaign.holdout_pct)] += 1
+    return ArmPreview(segment_members=len(wanted), excluded=dict(excluded),
+                      treatment=counts["treatment"], control=counts["control"])
+
+
+@dataclass(frozen=True)
+class ConversionSeries:
+    """Cumulative conversion per arm by day of the attribution window: ``days[i]`` days
+    after a member's window opened (0: the first 24 hours), the share of the arm's members
+    who had bought by the end of that day. Only days that have begun are listed; once the
+    window is over, the last values are the results' conversion rates."""
+
+    days: list[int]
+    treatment: list[float]
+    control: list[float]
+
+
+def conversion_series(session: Session, *, clock: Clock, actor: Principal,
+                      campaign_id: uuid.UUID) -> ConversionSeries:
+    """Each arm's cumulative conversion over the days since launch (see
+    :class:`ConversionSeries`): one query for the first purchase of each converted member
+    in their window, counted by whole days after the window opened."""
+    campaign = get_campaign(session, actor=actor, campaign_id=campaign_id)
+    first_start = session.scalar(select(func.min(CampaignMember.starts_at)).where(
+        CampaignMember.campaign_id == campaign.id,
+        CampaignMember.arm.in_(("treatment", "control"))))
+    if first_start is None:
+        return ConversionSeries([], [], [])
+    elapsed = clock.now() - as_utc(first_start)
+    if elapsed < timedelta(0):
+        return ConversionSeries([], [], [])
+    shown = min(campaign.attribution_days, elapsed // timedelta(days=1) + 1)
+    members = arm_counts(session, campaign_ids=[campaign.id]).get(campaign.id, {})
+    first_purchase = func.min(Sale.occurred_at)
+    converted: dict[str, Counter[int]] = {"treatment": Counter(), "control": Counter()}
+    for arm, starts_at, bought_at in session.execute(
+            select(CampaignMember.arm, CampaignMember.starts_at, first_purchase)
+            .join(Sale, and_(Sale.member_id == CampaignMember.member_id,
+                             Sale.occurred_at >= CampaignMember.starts_at,
+                             Sale.occurred_at < CampaignMember.ends_at,
+                             Sale.status == "completed"))
+            .where(CampaignMember.campaign_id == campaign.id,
+                   CampaignMember.arm.in_(("treatment", "control")))
+            .group_by(CampaignMember.member_id, CampaignMember.arm, CampaignMember.starts_at)):
+        day = (as_utc(bought_at) - as_utc(starts_at)) // timedelta(days=1)
+        converted[arm][day] += 1
+    days = list(range(shown))
+
+    def cumulative(arm: str) -> list[float]:
+        n = members.get(arm, 0)
+        total, out = 0, []
+        for day in days:
+            total += converted[arm][day]
+            out.append(total / n if n else 0.0)
+        return out
+
+    return ConversionSeries(days, cumulative("treatment"), cumulative("control"))
+
+
+def tag_choices(session: Session, *, actor: Principal, limit: int = 500) -> list[str]:
+    """The tags members carry (a manager: members of their stores), for the builder's
+    menu; at most ``limit``, alphabetically."""
+    require_staff(actor)
+    stmt = select(MemberTag.tag).distinct().order_by(MemberTag.tag).limit(limit)
+    stores = actor.visible_store_ids()
+    if stores is not None:
+        stmt = stmt.join(Member, Member.id == MemberTag.member_id).where(
+            Member.home_store_id.in_(sorted(stores)))
+    return list(session.scalars(stmt))
+
+
 # ---------------------------------------------------------------- merge
 
 
@@ -1313,12 +1406,37 @@ def _merge_assignments(session: Session, _clock: Clock, survivor_id: uuid.UUID,
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def member_segments(session: Session, member_id: uuid.UUID, among: frozenset[uuid.UUID],
+                    now: datetime, tz: str) -> frozenset[uuid.UUID]:
+    """Which of the saved segments ``among`` the member is in at ``now`` (promotions limited
+    to segments ask at the till): each segment's rules compiled as for a count, narrowed to
+    the one member, so the answer is the one a campaign would get."""
+    found: set[uuid.UUID] = set()
+    rows = list(session.scalars(select(Segment).where(Segment.id.in_(sorted(among)),
+                                                      Segment.archived_at.is_(None))))
+    if not rows:
+        return frozenset()
+    scope = scope_at(session, now=now, tz=tz)
+    for segment in rows:
+        rule = segments.parse_rules(segment.rules)
+        if segment.store_ids:  # a manager's segment covers their stores only
+            rule = segments.restrict_to_stores(rule, [uuid.UUID(s) for s in segment.store_ids])
+        hit = session.scalar(select(Member.id).where(
+            Member.id == member_id, segments.member_filter(rule, scope)))
+        if hit is not None:
+            found.add(segment.id)
+    return frozenset(found)
+
+
+promotion_service.SEGMENTS = member_segments
 members.MERGE_HOOKS["campaign_members"] = _merge_assignments
 
 
 __all__ = [
     "BATCH",
+    "ArmPreview",
     "CampaignContext",
+    "ConversionSeries",
     "ReferralView",
     "SendContext",
     "Sending",
@@ -1327,6 +1445,7 @@ __all__ = [
     "arm_of",
     "assign",
     "cancel",
+    "conversion_series",
     "count_members",
     "create_campaign",
     "create_from_play",
@@ -1338,6 +1457,7 @@ __all__ = [
     "list_campaigns",
     "list_segments",
     "pause",
+    "preview_arms",
     "results",
     "resume",
     "run_due",
@@ -1346,6 +1466,7 @@ __all__ = [
     "send_context",
     "send_pending",
     "send_test",
+    "tag_choices",
     "update_campaign",
     "update_segment",
 ]

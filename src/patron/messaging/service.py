@@ -27,19 +27,23 @@ import hashlib
 import hmac
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from patron.auth.principal import Principal
+from patron.auth import audit
+from patron.auth.enums import Role
+from patron.auth.principal import Principal, require_role
 from patron.core.clock import Clock
 from patron.core.errors import NotFound, ValidationFailed
 from patron.core.ids import new_id
+from patron.members import rules as member_rules
 from patron.members import service as members
 from patron.members.enums import Channel, MemberStatus
 from patron.members.models import Member, Store
@@ -502,6 +506,38 @@ def unsubscribe(session: Session, *, clock: Clock, secret: str, token: str) -> M
                                   note="unsubscribe link")
 
 
+def ids_by_key(session: Session, *, dedupe_keys: Sequence[str]) -> dict[str, uuid.UUID]:
+    """The message recorded under each dedupe key, new or old (keys without one are left
+    out): a caller that queued a batch points its own rows at what was queued."""
+    found: dict[str, uuid.UUID] = {}
+    keys = [k[:200] for k in dedupe_keys]
+    for start in range(0, len(keys), 1000):
+        for key, message_id in session.execute(select(Message.dedupe_key, Message.id).where(
+                Message.dedupe_key.in_(keys[start:start + 1000]))):
+            found[key] = message_id
+    return found
+
+
+def suppress_campaign(session: Session, *, clock: Clock, campaign_id: uuid.UUID,
+                      reason: str) -> int:
+    """A campaign's member messages still queued become ``suppressed`` with ``reason``
+    (pause, cancel): the transition the gate makes, and only from ``queued``, so a message
+    a worker has already leased is left to finish."""
+    result = session.execute(
+        update(Message).where(Message.campaign_id == campaign_id, Message.status == "queued",
+                              Message.member_id.is_not(None))
+        .values(status="suppressed", reason=reason, updated_at=clock.now())
+        .execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def campaign_suppressed(campaign_id: uuid.UUID, *, reason: str) -> Select[uuid.UUID]:
+    """The ids of a campaign's messages suppressed for ``reason``, as a subquery (a resumed
+    campaign sends those members again)."""
+    return select(Message.id).where(Message.campaign_id == campaign_id,
+                                    Message.status == "suppressed", Message.reason == reason)
+
+
 def suppress_queued_for(session: Session, *, clock: Clock, member_id: uuid.UUID,
                         channel: str) -> int:
     """Suppress marketing already queued for a member on a channel (after an opt-out), so
@@ -513,3 +549,188 @@ def suppress_queued_for(session: Session, *, clock: Clock, member_id: uuid.UUID,
         .values(status="suppressed", reason="no_consent", updated_at=now)
         .execution_options(synchronize_session=False))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# ---------------------------------------------------------------- admin reads (care pages)
+# Added for the web admin's outbox page (web/pages/care_inbox.py): the queue filtered and
+# counted the way staff look at it, scoped to the stores the viewer runs, as the API's
+# /messages endpoints scope it.
+
+MESSAGE_STATUSES = ("queued", "sending", "sent", "delivered", "failed", "dead", "suppressed")
+MESSAGE_CHANNELS = ("sms", "email", "webhook")
+MAX_MESSAGE_PAGE = 500
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageFilter:
+    """Which messages an outbox view shows; ``since``/``until`` bound ``created_at``
+    (``until`` excluded). ``None`` means no restriction."""
+
+    status: str | None = None
+    channel: str | None = None
+    store_id: uuid.UUID | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _message_scope(actor: Principal, filters: MessageFilter, *, with_status: bool
+                   ) -> list[Any]:
+    """The WHERE clauses of a filtered view, after checking the viewer may see it.
+
+    Managers and owners only; a manager sees the messages of their own stores (messages
+    of no store -- webhooks to integrators -- are the owner's).
+    """
+    from patron.auth.enums import Role
+    from patron.auth.principal import require_role, require_store
+
+    require_role(actor, Role.MANAGER)
+    if filters.status is not None and filters.status not in MESSAGE_STATUSES:
+        raise ValidationFailed(f"status is one of {', '.join(MESSAGE_STATUSES)}", "status")
+    if filters.channel is not None and filters.channel not in MESSAGE_CHANNELS:
+        raise ValidationFailed(f"channel is one of {', '.join(MESSAGE_CHANNELS)}", "channel")
+    for name, value in (("since", filters.since), ("until", filters.until)):
+        if value is not None and value.tzinfo is None:
+            raise ValidationFailed("Give a time zone", name)
+    clauses: list[Any] = []
+    if filters.store_id is not None:
+        require_store(actor, filters.store_id)
+        clauses.append(Message.store_id == filters.store_id)
+    else:
+        visible = actor.visible_store_ids()
+        if visible is not None:
+            clauses.append(Message.store_id.in_(sorted(visible)))
+    if with_status and filters.status is not None:
+        clauses.append(Message.status == filters.status)
+    if filters.channel is not None:
+        clauses.append(Message.channel == filters.channel)
+    if filters.since is not None:
+        clauses.append(Message.created_at >= filters.since)
+    if filters.until is not None:
+        clauses.append(Message.created_at < filters.until)
+    return clauses
+
+
+def list_messages_for(session: Session, *, actor: Principal, filters: MessageFilter,
+                      limit: int = 50, offset: int = 0) -> list[Message]:
+    """The messages of a filtered view the actor may see, newest first."""
+    if not 1 <= limit <= MAX_MESSAGE_PAGE:
+        raise ValidationFailed(f"limit must be between 1 and {MAX_MESSAGE_PAGE}", "limit")
+    if offset < 0:
+        raise ValidationFailed("offset is 0 or more", "offset")
+    clauses = _message_scope(actor, filters, with_status=True)
+    return list(session.scalars(select(Message).where(*clauses)
+                                .order_by(Message.created_at.desc(), Message.id.desc())
+                                .limit(limit).offset(offset)))
+
+
+def count_messages_for(session: Session, *, actor: Principal, filters: MessageFilter
+                       ) -> dict[str, int]:
+    """How many messages of the view are in each status (every status present, zeros
+    included); the filter's own ``status`` is ignored, so the counts can sit above a list
+    narrowed to one of them."""
+    clauses = _message_scope(actor, filters, with_status=False)
+    counts = dict.fromkeys(MESSAGE_STATUSES, 0)
+    for status, n in session.execute(select(Message.status, func.count()).where(*clauses)
+                                     .group_by(Message.status)):
+        counts[status] = int(n)
+    return counts
+
+
+def message_for(session: Session, *, actor: Principal, message_id: uuid.UUID) -> Message:
+    """One message, if the actor (a manager of its store, or the owner) may see it."""
+    from patron.auth.enums import Role
+    from patron.auth.principal import require_role
+    from patron.core.errors import PermissionDenied
+
+    require_role(actor, Role.MANAGER)
+    message = session.get(Message, message_id)
+    if message is None:
+        raise NotFound("No such message", "message_id")
+    if not actor.all_stores and (message.store_id is None
+                                 or not actor.can_access_store(message.store_id)):
+        raise PermissionDenied("This belongs to a store you don't have access to")
+    return message
+
+
+# ---------------------------------------------------------------- policy and test sends (admin)
+# Added for the web admin's messaging settings: the same rules the API's PATCH
+# /messaging/policy applies, kept in the service so the page and the API agree, and a
+# test message to a member of staff through the real outbox and channel.
+
+POLICY_FIELDS = ("quiet_start", "quiet_end", "weekly_cap", "max_attempts")
+
+
+def update_policy(session: Session, *, clock: Clock, actor: Principal,
+                  changes: dict[str, Any]) -> MessagingPolicy:
+    """An owner changes quiet hours (each store's local time), the weekly marketing cap
+    (0 = no marketing at all) or the delivery attempts; audited."""
+    require_role(actor, Role.OWNER, users_only=True)
+    for key, value in changes.items():
+        if key not in POLICY_FIELDS:
+            raise ValidationFailed(f"Unknown messaging setting {key!r}", key)
+        if key in ("quiet_start", "quiet_end") and not isinstance(value, time):
+            raise ValidationFailed("Enter a time such as 21:00", key)
+    policy = get_policy(session, clock=clock)
+    start = changes.get("quiet_start", policy.quiet_start)
+    end = changes.get("quiet_end", policy.quiet_end)
+    if start == end:
+        raise ValidationFailed("Quiet hours must end at another time than they start",
+                               "quiet_end")
+    if "weekly_cap" in changes and not 0 <= changes["weekly_cap"] <= 100:
+        raise ValidationFailed("The weekly cap is between 0 and 100", "weekly_cap")
+    if "max_attempts" in changes and not 1 <= changes["max_attempts"] <= 50:
+        raise ValidationFailed("Delivery attempts are between 1 and 50", "max_attempts")
+    changed = {k: v for k, v in changes.items() if getattr(policy, k) != v}
+    for key, value in changed.items():
+        setattr(policy, key, value)
+    if changed:
+        policy.updated_at = clock.now()
+        session.flush()
+        audit.record(session, clock=clock, actor=actor, action="messaging.policy_changed",
+                     entity_type="messaging_policy", entity_id="1",
+                     details={k: str(v) for k, v in changed.items()})
+    return policy
+
+
+def send_test_message(session: Session, *, clock: Clock, actor: Principal, channel: str,
+                      recipient: str, region: str, language: str) -> uuid.UUID:
+    """Queue a short transactional test to a member of staff's own phone or address.
+
+    It goes through the outbox and the configured channel like any message (so it proves
+    the provider settings), names no member (so no consent or cap applies) and is audited.
+    """
+    require_role(actor, Role.OWNER, users_only=True)
+    if channel == Channel.SMS.value:
+        address = member_rules.normalise_phone(recipient, region, field="recipient")
+    elif channel == Channel.EMAIL.value:
+        address = recipient.strip()
+        local, _, domain = address.partition("@")
+        if not local or "." not in domain or " " in address or len(address) > 254:
+            raise ValidationFailed("Enter a valid e-mail address", "recipient")
+    else:
+        raise ValidationFailed("Choose SMS or e-mail", "channel")
+    body = ("patron: this is a test message from the admin. 这是一条测试消息。"
+            if language != "en" else "patron: this is a test message from the admin.")
+    ids = enqueue(session, clock=clock, messages=[Outgoing(
+        dedupe_key=f"test:{new_id()}", channel=channel, purpose="transactional",
+        template="test", language=language, recipient=address, body=body,
+        subject="patron test message")])
+    if not ids:  # pragma: no cover - the dedupe key is new every time
+        raise ValidationFailed("The test message was not queued", "recipient")
+    audit.record(session, clock=clock, actor=actor, action="messaging.test_sent",
+                 entity_type="message", entity_id=ids[0],
+                 details={"channel": channel})
+    return ids[0]
+
+
+def policy_for_display(session: Session) -> MessagingPolicy:
+    """The brand's sending rules for a page to show, without writing: the stored row, or
+    an unsaved one holding the column defaults (:func:`get_policy` creates the row, which
+    a read-only request should not do)."""
+    policy = session.get(MessagingPolicy, 1)
+    if policy is not None:
+        return policy
+    columns = MessagingPolicy.__table__.c
+    defaults = {name: columns[name].default.arg
+                for name in ("quiet_start", "quiet_end", "weekly_cap", "max_attempts")}
+    return MessagingPolicy(id=1, **defaults)

@@ -39,6 +39,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, select
@@ -558,14 +559,21 @@ def definitions_book(definitions: Iterable[Mapping[str, Any]]) -> PromotionBook:
 # ---------------------------------------------------------------- member facts
 
 
-#: Segments of a member for ``audience.segments``. Campaign segments are not built yet, so
-#: nobody is in any segment and segment-restricted promotions do not apply; the campaigns
-#: domain will set this (member id -> segment ids) when it lands.
-SEGMENTS: Callable[[Session, uuid.UUID], frozenset[uuid.UUID]] | None = None
+#: Which of the given saved segments a member is in now, for ``audience.segments``. The
+#: campaigns domain (which owns segments and builds on offers) sets it when it is imported;
+#: unset, nobody is in any segment and segment-restricted promotions do not apply.
+#: Called as ``SEGMENTS(session, member_id, among, now, tz)``.
+SEGMENTS: Callable[[Session, uuid.UUID, frozenset[uuid.UUID], datetime, str],
+                   frozenset[uuid.UUID]] | None = None
 
 
-def member_segments(session: Session, *, member_id: uuid.UUID) -> frozenset[uuid.UUID]:
-    return SEGMENTS(session, member_id) if SEGMENTS is not None else frozenset()
+def member_segments(session: Session, *, member_id: uuid.UUID, among: frozenset[uuid.UUID],
+                    now: datetime, tz: str) -> frozenset[uuid.UUID]:
+    """The segments among ``among`` (those the active promotions name) the member is in at
+    ``now``, local days in the zone ``tz``."""
+    if not among or SEGMENTS is None:
+        return frozenset()
+    return SEGMENTS(session, member_id, among, now, tz)
 
 
 # ---------------------------------------------------------------- the till's hints

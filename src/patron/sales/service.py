@@ -282,7 +282,7 @@ def _holidays_on(day: date) -> frozenset[date]:
 
 def _member_facts(session: Session, *, member: Member, tier: Tier | None,
                   occurred_at: datetime, tz: ZoneInfo, windows: frozenset[int],
-                  plans: bool) -> MemberFacts:
+                  plans: bool, segments: frozenset[uuid.UUID]) -> MemberFacts:
     """What the promotions may know about the member: tenure, tier, segments, the paid
     plans whose perks they have (read only when some promotion asks, ``plans``), and how
     many purchases they made before this one (ever, and in each cashback window). A fully
@@ -300,7 +300,8 @@ def _member_facts(session: Session, *, member: Member, tier: Tier | None,
         tier_code=tier.code if tier else None,
         plan_codes=perks.perk_plan_codes(session, member_id=member.id, now=occurred_at)
         if plans else frozenset(),
-        segment_ids=promotions.member_segments(session, member_id=member.id),
+        segment_ids=promotions.member_segments(session, member_id=member.id, among=segments,
+                                               now=occurred_at, tz=tz.key),
         previous_purchases=int(row[0]),
         purchases_within_days={days: int(n) for days, n in zip(ordered, row[1:], strict=True)})
 
@@ -342,8 +343,8 @@ def _price_promotions(session: Session, *, store: Store, occurred_at: datetime,
         return None
     tz = ZoneInfo(store.timezone)
     facts = _member_facts(session, member=member, tier=tier, occurred_at=occurred_at, tz=tz,
-                          windows=book.cashback_windows(), plans=book.needs_plan_perks()
-                          ) if member is not None else None
+                          windows=book.cashback_windows(), plans=book.needs_plan_perks(),
+                          segments=book.segment_ids()) if member is not None else None
     context = PricingContext(occurred_at=occurred_at, store_id=store.id,
                              store_timezone=store.timezone, member=facts,
                              holidays=_holidays_on(occurred_at.astimezone(tz).date()))

@@ -309,6 +309,11 @@ class PromotionBook:
     def __len__(self) -> int:
         return len(self._promos)
 
+    def segment_ids(self) -> frozenset[uuid.UUID]:
+        """The saved segments any promotion's audience names (``MemberFacts.segment_ids``
+        need only say which of these the member is in)."""
+        return frozenset(s for p in self._promos for s in p.promotion.audience.segments)
+
     def needs_plan_perks(self) -> bool:
         """Whether any promotion is limited to paid plans' members (``MemberFacts.plan_codes``
         is then worth a query)."""
