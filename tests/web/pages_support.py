@@ -55,9 +55,9 @@ def seed_shop(s: Session, clock: FixedClock, world: World, *, name: str = "éŸ©æ¢
     loyalty.update_program(s, clock=clock, actor=owner, changes={
         "points_per_major": 1, "pending_days": 0, "points_per_major_redeemed": 100,
         "expiry_policy": "months", "expiry_months": 1, "expiring_notice_days": 45})
-    loyalty.create_tier(s, clock=clock, actor=owner, code="SILVER", name="Silver", rank=0,
+    loyalty.create_tier(s, clock=clock, actor=owner, code="silver", name="Silver", rank=0,
                         threshold=0)
-    loyalty.create_tier(s, clock=clock, actor=owner, code="GOLD", name="Gold", rank=1,
+    loyalty.create_tier(s, clock=clock, actor=owner, code="gold", name="Gold", rank=1,
                         threshold=100_000, discount_pct=0)
     member = make_member(s, clock, world.store_a, name=name, phone=phone, sms_consent=True,
                          email="hmm@example.com", email_consent=True)

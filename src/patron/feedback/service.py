@@ -819,6 +819,82 @@ def survey_results(session: Session, *, actor: Principal, store_id: uuid.UUID | 
         by_month={m: rules.summarise(v) for m, v in sorted(per_month.items())})
 
 
+# ---------------------------------------------------------------- admin reads and assignment
+# Added for the web admin's care pages (web/pages/care_inbox.py): giving a callback task to
+# a person, the recently closed tasks of the board, and the latest survey comments.
+
+
+def assign_callback(session: Session, *, clock: Clock, actor: Principal, task_id: uuid.UUID,
+                    assignee_id: uuid.UUID | None) -> CallbackTask:
+    """Give an open task to a person who works in its store (``None`` takes it back).
+
+    Managers assign, as they create tasks; the assignee must be an active user of the
+    task's store (or an owner).
+    """
+    require_role(actor, Role.MANAGER, users_only=True)
+    task = _task_for(session, actor, task_id, lock=True)
+    _require_open(task)
+    if assignee_id is not None:
+        _check_assignee(session, task.store_id, assignee_id)
+    task.assignee_id = assignee_id
+    task.updated_at = clock.now()
+    session.flush()
+    return task
+
+
+def closed_callbacks(session: Session, *, actor: Principal, store_id: uuid.UUID | None = None,
+                     limit: int = 20) -> list[CallbackTask]:
+    """The most recently completed or cancelled tasks of one store or of every store the
+    actor works in, latest first (the board's last column)."""
+    if not 1 <= limit <= MAX_LIST:
+        raise ValidationFailed(f"limit must be between 1 and {MAX_LIST}", "limit")
+    stmt = select(CallbackTask).where(CallbackTask.status != CallbackStatus.OPEN.value)
+    if store_id is not None:
+        require_store(actor, store_id)
+        stmt = stmt.where(CallbackTask.store_id == store_id)
+    else:
+        visible = actor.visible_store_ids()
+        if visible is not None:
+            stmt = stmt.where(CallbackTask.store_id.in_(visible))
+    return list(session.scalars(stmt.order_by(CallbackTask.completed_at.desc(),
+                                              CallbackTask.id).limit(limit)))
+
+
+@dataclass(frozen=True)
+class SurveyComment:
+    """One survey answer that came with a comment."""
+
+    answered_at: datetime
+    store_id: uuid.UUID
+    member_id: uuid.UUID
+    csat: int | None
+    nps: int | None
+    comment: str
+
+
+def latest_comments(session: Session, *, actor: Principal, store_id: uuid.UUID | None = None,
+                    limit: int = 10) -> list[SurveyComment]:
+    """The newest survey answers with a comment, over one store or every store the manager
+    runs (the same people who may read survey results)."""
+    require_role(actor, Role.MANAGER, users_only=True)
+    if not 1 <= limit <= MAX_LIST:
+        raise ValidationFailed(f"limit must be between 1 and {MAX_LIST}", "limit")
+    stmt = (select(SurveyResponse.answered_at, SurveyInvitation.store_id,
+                   SurveyInvitation.member_id, SurveyResponse.csat, SurveyResponse.nps,
+                   SurveyResponse.comment)
+            .join(SurveyInvitation, SurveyInvitation.id == SurveyResponse.invitation_id)
+            .where(SurveyResponse.comment != ""))
+    if store_id is not None:
+        require_store(actor, store_id)
+        stmt = stmt.where(SurveyInvitation.store_id == store_id)
+    else:
+        visible = actor.visible_store_ids()
+        if visible is not None:
+            stmt = stmt.where(SurveyInvitation.store_id.in_(visible))
+    stmt = stmt.order_by(SurveyResponse.answered_at.desc(), SurveyResponse.id).limit(limit)
+    return [SurveyComment(*row) for row in session.execute(stmt)]
+
+
 # ---------------------------------------------------------------- merge
 
 

@@ -7,6 +7,7 @@ qualification counts points *earned* (or spend), never the current balance.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -488,6 +489,9 @@ def verify(session: Session) -> list[str]:
 # ---------------------------------------------------------------- tiers
 
 
+TIER_CODE = re.compile(r"[a-z0-9_-]{1,32}")
+
+
 def list_tiers(session: Session) -> list[Tier]:
     """Active tiers by rank (memoised per transaction)."""
     return memo(session, "loyalty.tiers", lambda: list(session.scalars(
@@ -498,6 +502,9 @@ def create_tier(session: Session, *, clock: Clock, actor: Principal, code: str, 
                 rank: int, threshold: int, points_multiplier_pct: int = 100,
                 discount_pct: int = 0) -> Tier:
     require_role(actor, Role.OWNER, users_only=True)
+    if not TIER_CODE.fullmatch(code):  # codes go into promotions and URLs as they are
+        raise ValidationFailed("Use 1-32 lower-case letters, digits, - and _", "code",
+                               code="invalid_code")
     if session.scalar(select(Tier.id).where(Tier.code == code)) is not None:
         raise ValidationFailed(f"Tier code {code!r} exists", "code", code="duplicate")
     if session.scalar(select(Tier.id).where(Tier.rank == rank)) is not None:
@@ -506,6 +513,7 @@ def create_tier(session: Session, *, clock: Clock, actor: Principal, code: str, 
         raise ValidationFailed("Threshold cannot be negative", "threshold")
     if not 0 <= discount_pct <= 100:
         raise ValidationFailed("discount_pct is between 0 and 100", "discount_pct")
+    check_tier_ladder(session, rank=rank, threshold=threshold)
     tier = Tier(code=code, name=name, rank=rank, threshold=threshold,
                 points_multiplier_pct=points_multiplier_pct, discount_pct=discount_pct)
     session.add(tier)
@@ -678,3 +686,81 @@ def _merge_tiers(session: Session, clock: Clock, survivor_id: uuid.UUID,
 
 members.MERGE_HOOKS["points_accounts"] = _merge_points
 members.MERGE_HOOKS["member_tiers"] = _merge_tiers
+
+
+# ---------------------------------------------------------------- tier settings (admin pages)
+# Added for the web admin's programme settings: a tier ladder must rise, and a tier's
+# terms may change after it was created (its code and rank stay: members and promotions
+# refer to them).
+
+
+def check_tier_ladder(session: Session, *, rank: int, threshold: int,
+                      tier_id: uuid.UUID | None = None) -> None:
+    """Refuse a threshold out of order: a higher rank needs a higher threshold than every
+    lower rank, and a lower rank a lower one (else members would skip or fall through)."""
+    for other in session.scalars(select(Tier).where(Tier.active.is_(True))):
+        if other.id == tier_id:
+            continue
+        if other.rank < rank and other.threshold >= threshold:
+            raise ValidationFailed("The threshold must be above every lower tier's",
+                                   "threshold", code="tier_order")
+        if other.rank > rank and other.threshold <= threshold:
+            raise ValidationFailed("The threshold must be below every higher tier's",
+                                   "threshold", code="tier_order")
+
+
+def update_tier(session: Session, *, clock: Clock, actor: Principal, tier_id: uuid.UUID,
+                name: str, threshold: int, points_multiplier_pct: int,
+                discount_pct: int) -> Tier:
+    """An owner's change of a tier's name and terms; members move at the next review."""
+    require_role(actor, Role.OWNER, users_only=True)
+    tier = get_tier(session, tier_id=tier_id)
+    if not name.strip():
+        raise ValidationFailed("Name is required", "name", code="required")
+    if threshold < 0:
+        raise ValidationFailed("Threshold cannot be negative", "threshold")
+    if not 0 <= discount_pct <= 100:
+        raise ValidationFailed("discount_pct is between 0 and 100", "discount_pct")
+    if not 0 <= points_multiplier_pct <= 10_000:
+        raise ValidationFailed("points_multiplier_pct is between 0 and 10000",
+                               "points_multiplier_pct")
+    check_tier_ladder(session, rank=tier.rank, threshold=threshold, tier_id=tier.id)
+    before = {"name": tier.name, "threshold": tier.threshold,
+              "points_multiplier_pct": tier.points_multiplier_pct,
+              "discount_pct": tier.discount_pct}
+    after = {"name": name.strip(), "threshold": threshold,
+             "points_multiplier_pct": points_multiplier_pct, "discount_pct": discount_pct}
+    changed = {k: v for k, v in after.items() if before[k] != v}
+    if not changed:
+        return tier
+    for key, value in changed.items():
+        setattr(tier, key, value)
+    session.flush()
+    forget(session, "loyalty.tiers")
+    audit.record(session, clock=clock, actor=actor, action="tier.updated", entity_type="tier",
+                 entity_id=tier.id, details={k: [before[k], v] for k, v in changed.items()})
+    return tier
+
+
+def list_multipliers(session: Session) -> list[PointsMultiplier]:
+    """Every earning multiplier, running ones first (for the settings page)."""
+    return list(session.scalars(select(PointsMultiplier).order_by(
+        PointsMultiplier.active.desc(), PointsMultiplier.name, PointsMultiplier.id)))
+
+
+def set_multiplier_active(session: Session, *, clock: Clock, actor: Principal,
+                          multiplier_id: uuid.UUID, active: bool) -> PointsMultiplier:
+    """A manager starts or stops a multiplier (never deleted: past earnings name it)."""
+    require_role(actor, Role.MANAGER, users_only=True)
+    multiplier = session.get(PointsMultiplier, multiplier_id)
+    if multiplier is None:
+        raise NotFound("No such multiplier", "multiplier_id")
+    if multiplier.active != active:
+        multiplier.active = active
+        session.flush()
+        forget(session, "loyalty.multipliers")
+        audit.record(session, clock=clock, actor=actor,
+                     action="loyalty.multiplier_started" if active
+                     else "loyalty.multiplier_stopped",
+                     entity_type="points_multiplier", entity_id=multiplier.id, details={})
+    return multiplier

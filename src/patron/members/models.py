@@ -82,6 +82,10 @@ class Member(Base):
         Index("ix_members_name", "name"),
         Index("ix_members_home_store_id", "home_store_id"),
         Index("ix_members_birthday", "birth_month", "birth_day"),  # the daily greeting job
+        # who a member brought in (the member page's referral tree); few members have one
+        Index("ix_members_referred_by_id", "referred_by_id",
+              sqlite_where=text("referred_by_id IS NOT NULL"),
+              postgresql_where=text("referred_by_id IS NOT NULL")),
         CheckConstraint("birth_month IS NULL OR birth_month BETWEEN 1 AND 12", name="birth_month"),
         CheckConstraint("birth_day IS NULL OR birth_day BETWEEN 1 AND 31", name="birth_day"),
         CheckConstraint("status IN ('active','merged','deleted')", name="status"),

@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -152,13 +153,11 @@ def issue(session: Session, *, clock: Clock, secret: str, region: str, phone: st
     return Issued(row.id, code, member, e164)
 
 
-def verify(session: Session, *, clock: Clock, secret: str, challenge_id: uuid.UUID,
-           code: str) -> uuid.UUID:
-    """The member a right code signs in; the challenge is consumed.
-
-    A wrong code counts an attempt (the caller must commit it even though it refuses the
-    sign-in); an expired, used-up or unknown challenge is refused as a whole.
-    """
+def _consume(session: Session, *, clock: Clock, secret: str, challenge_id: uuid.UUID,
+             code: str, accept: Callable[[MemberOtp], bool]) -> MemberOtp:
+    """Check ``code`` against the challenge (read under its lock) and consume it; a
+    challenge ``accept`` refuses (the caller's own condition) counts as a wrong code,
+    whatever was typed."""
     typed = "".join(ch for ch in code if ch.isdigit())
     if len(typed) != CODE_DIGITS:
         raise ValidationFailed(f"Enter the {CODE_DIGITS}-digit code", "code")
@@ -171,7 +170,7 @@ def verify(session: Session, *, clock: Clock, secret: str, challenge_id: uuid.UU
     if row.attempts >= MAX_ATTEMPTS:
         raise CodeRefused("Too many wrong codes; ask for a new one", code="too_many_attempts")
     right = hmac.compare_digest(row.code_hash, code_hash(secret, row.id, typed))
-    if not right or row.member_id is None:
+    if not right or not accept(row):
         row.attempts += 1
         session.flush()
         left = MAX_ATTEMPTS - row.attempts
@@ -181,6 +180,35 @@ def verify(session: Session, *, clock: Clock, secret: str, challenge_id: uuid.UU
         raise CodeRefused("That code is not right", code="wrong_code", attempts_left=left)
     row.consumed_at = now
     session.flush()
+    return row
+
+
+def verify(session: Session, *, clock: Clock, secret: str, challenge_id: uuid.UUID,
+           code: str) -> uuid.UUID:
+    """The member a right code signs in; the challenge is consumed.
+
+    A wrong code counts an attempt (the caller must commit it even though it refuses the
+    sign-in); an expired, used-up or unknown challenge is refused as a whole. A challenge
+    for a number that is no member's never signs anyone in.
+    """
+    row = _consume(session, clock=clock, secret=secret, challenge_id=challenge_id, code=code,
+                   accept=lambda r: r.member_id is not None)
+    assert row.member_id is not None
+    return row.member_id
+
+
+def verify_signup(session: Session, *, clock: Clock, secret: str, challenge_id: uuid.UUID,
+                  code: str, phone_e164: str) -> uuid.UUID | None:
+    """Prove that whoever signs up holds ``phone_e164``: the code sent to it, once.
+
+    Returns the member the number already belongs to (the caller signs them in instead of
+    enrolling anyone twice), or None for a number that is no member's yet. A challenge
+    issued for another number counts as a wrong code, so the form's hidden phone field
+    cannot be swapped after the SMS went out.
+    """
+    phone_key = _keyed(secret, "otp-phone", phone_e164)
+    row = _consume(session, clock=clock, secret=secret, challenge_id=challenge_id, code=code,
+                   accept=lambda r: hmac.compare_digest(r.phone_hash, phone_key))
     return row.member_id
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -482,3 +482,29 @@ def audit_export(session: Session, *, clock: Clock, actor: Principal | None, cou
                  filters: dict[str, Any]) -> None:
     audit.record(session, clock=clock, actor=actor, action="member.exported",
                  entity_type="member", details={"count": count, "filters": filters})
+
+
+# ---------------------------------------------------------------- reads for the member page
+# (added for the member 360 page, issue 8)
+
+
+def get_members(session: Session, *, member_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Member]:
+    """Several members by id in one query (missing ids are left out)."""
+    wanted = list(dict.fromkeys(member_ids))
+    found: dict[uuid.UUID, Member] = {}
+    for start in range(0, len(wanted), 500):
+        found.update((m.id, m) for m in session.scalars(
+            select(Member).where(Member.id.in_(wanted[start:start + 500]))))
+    return found
+
+
+def referred_at_enrolment(session: Session, *, referrer_ids: Collection[uuid.UUID]
+                          ) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(referrer, referred member) pairs recorded at enrolment (the referrer's card given
+    at sign-up) for the given referrers; merged-away records are left out."""
+    if not referrer_ids:
+        return []
+    rows = session.execute(select(Member.referred_by_id, Member.id).where(
+        Member.referred_by_id.in_(list(referrer_ids)),
+        Member.status != MemberStatus.MERGED.value).order_by(Member.joined_at))
+    return [(referrer, referred) for referrer, referred in rows if referrer is not None]

@@ -41,7 +41,7 @@ Lock order: coupon rows (by id), then template rows. Services flush, never commi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -830,6 +830,18 @@ def find_referral_code(session: Session, *, member_id: uuid.UUID) -> ReferralCod
     return session.scalar(select(ReferralCode).where(ReferralCode.member_id == member_id))
 
 
+def referral_code_owner(session: Session, *, code: str) -> uuid.UUID | None:
+    """The active member whose referral code this is (as typed: case and dashes ignored)."""
+    normal = rules.normalise_code(code)
+    if not rules.is_well_formed(normal, rules.REFERRAL_CODE_LENGTH):
+        return None
+    ref = session.scalar(select(ReferralCode).where(ReferralCode.code == normal))
+    if ref is None:
+        return None
+    owner = _live(session, ref.member_id)
+    return owner.id if owner.status == MemberStatus.ACTIVE.value else None
+
+
 def referral_code_for(session: Session, *, clock: Clock, member_id: uuid.UUID) -> ReferralCode:
     """The member's referral code, created on first use (one per member, unique, short)."""
     existing = find_referral_code(session, member_id=member_id)
@@ -1050,3 +1062,26 @@ members.MERGE_HOOKS["referral_attributions"] = _merge_one_per_member(
     ReferralAttribution, "referred_member_id", ("referrer_member_id",))
 members.MERGE_HOOKS["referral_rewards"] = _merge_one_per_member(
     ReferralReward, "referred_member_id", ("referrer_member_id",))
+
+
+# ---------------------------------------------------------------- reads for the member page
+# (added for the member 360 page, issue 8)
+
+
+def referrals_made(session: Session, *, referrer_ids: Collection[uuid.UUID]
+                   ) -> list[ReferralAttribution]:
+    """Referral-code attributions whose referrer is one of ``referrer_ids``, oldest first."""
+    if not referrer_ids:
+        return []
+    return list(session.scalars(select(ReferralAttribution).where(
+        ReferralAttribution.referrer_member_id.in_(list(referrer_ids)))
+        .order_by(ReferralAttribution.attributed_at)))
+
+
+def rewards_of(session: Session, *, member_ids: Collection[uuid.UUID]
+               ) -> dict[uuid.UUID, ReferralReward]:
+    """How each referred member's referral was settled (members not settled are left out)."""
+    if not member_ids:
+        return {}
+    return {r.referred_member_id: r for r in session.scalars(select(ReferralReward).where(
+        ReferralReward.referred_member_id.in_(list(member_ids))))}

@@ -365,3 +365,24 @@ def _merge_wallets(session: Session, clock: Clock, survivor_id: uuid.UUID,
 
 
 members.MERGE_HOOKS["wallet_accounts"] = _merge_wallets
+
+
+# ---------------------------------------------------------------- bonus rule settings (admin)
+# Added for the web admin: a rule is switched off, never deleted (past top-ups name it).
+
+
+def set_bonus_rule_active(session: Session, *, clock: Clock, actor: Principal,
+                          rule_id: uuid.UUID, active: bool) -> BonusRule:
+    """An owner switches a top-up bonus rule on or off; audited."""
+    require_role(actor, Role.OWNER, users_only=True)
+    rule = session.get(BonusRule, rule_id)
+    if rule is None:
+        raise NotFound("No such bonus rule", "rule_id")
+    if rule.active != active:
+        rule.active = active
+        session.flush()
+        audit.record(session, clock=clock, actor=actor,
+                     action="wallet.bonus_rule_activated" if active
+                     else "wallet.bonus_rule_deactivated",
+                     entity_type="wallet_bonus_rule", entity_id=rule.id, details={})
+    return rule

@@ -26,9 +26,11 @@ class NavItem:
 NAV: list[NavItem] = [
     NavItem("dashboard", "/", N_("Dashboard"), "home"),
     NavItem("members", "/members", N_("Members"), "users"),
+    NavItem("care", "/care", N_("Customer care"), "phone", Role.MANAGER),
+    NavItem("team", "/team", N_("Team"), "chart", Role.MANAGER),
     NavItem("staff", "/staff", N_("Staff"), "badge", Role.MANAGER),
-    NavItem("api_keys", "/api-keys", N_("API keys"), "key", Role.MANAGER),
     NavItem("stores", "/stores", N_("Stores"), "store", Role.MANAGER),
+    NavItem("api_keys", "/api-keys", N_("API keys"), "key", Role.MANAGER),
     NavItem("audit", "/audit", N_("Audit log"), "shield", Role.OWNER),
 ]
 

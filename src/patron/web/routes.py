@@ -18,17 +18,33 @@ from patron.web.pages import (
     account,
     api_keys,
     audit,
+    care_inbox,
+    care_rules,
     cashier,
     catalog,
+    dashboard,
+    join,
+    marketing,
+    member_actions,
     member_io,
     members,
+    promotions,
     selfservice,
+    settings,
+    settings_messaging,
+    settings_offers,
     staff,
     stores,
+    team,
 )
 
 PAGE_MODULES = (account, member_io, members, catalog, staff, api_keys, stores, audit, cashier,
-                selfservice)
+                selfservice, join, settings, settings_offers, settings_messaging, promotions,
+                dashboard,
+                member_actions,
+                care_rules, care_inbox,
+                marketing,
+                team)
 
 
 class VersionedStaticFiles(StaticFiles):

@@ -19,7 +19,8 @@ None of these has a staff login. What identifies the member:
 CSRF: forms before a member session carry the double-submit token the staff login uses
 (a nonce cookie and its HMAC); forms of a signed-in member carry an HMAC of their session
 cookie. Consent changed here is recorded with source ``self_service`` (the evidence on the
-member's profile), and data requests go to the audit log for staff to handle.
+member's profile), and data requests go to ``data_requests`` (and the audit log) for staff
+to handle.
 """
 
 from __future__ import annotations
@@ -40,13 +41,12 @@ from starlette.datastructures import FormData
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from patron.api.deps import AppContext, get_ctx
-from patron.auth import audit
 from patron.care.service import member_token
 from patron.core.errors import Conflict, NotFound, PatronError, ValidationFailed
 from patron.feedback import service as feedback
 from patron.feedback.enums import SurveyStatus
 from patron.loyalty import service as loyalty
-from patron.members import otp
+from patron.members import otp, privacy
 from patron.members import rules as member_rules
 from patron.members import service as members
 from patron.members.enums import Channel, MemberStatus
@@ -73,8 +73,7 @@ MEMBER_COOKIE = "patron_member"
 SESSION_DAYS = 30
 MAX_FORM_BYTES = 64 * 1024
 HISTORY_SIZE = 10
-DATA_REQUEST_ACTIONS = {"export": "member.data_export_requested",
-                        "erasure": "member.erasure_requested"}
+DATA_REQUEST_ACTIONS = {k.value: action for k, action in privacy.REQUEST_ACTIONS.items()}
 DATA_REQUEST_DAYS = 30  # what the page promises; also how long a request shows as pending
 CONSENT_SOURCE = "self_service"
 
@@ -85,6 +84,8 @@ NOTICES = {
     "export": N_("We received your request for a copy of your data."),
     "erasure": N_("We received your request to erase your data."),
     "signed_out": N_("You have signed out."),
+    "joined": N_("Welcome! You are a member now."),
+    "already_member": N_("You are already a member: here is your page."),
 }
 LOGIN_FIELDS = ("phone", "code")
 SURVEY_FIELDS = ("csat", "nps", "comment")
@@ -101,7 +102,7 @@ OTP_MESSAGES = {
 # ---------------------------------------------------------------- tokens and the session
 
 
-def _secret(ctx: AppContext) -> str:
+def member_secret(ctx: AppContext) -> str:
     return ctx.settings.secret_key.get_secret_value()
 
 
@@ -143,7 +144,7 @@ def member_from_token(session: Session, page: Page, text: str) -> Member | None:
     text = text.split("?", 1)[0].split("#", 1)[0].strip("/")
     if "." not in text:
         return None
-    member_id = read_member_token(_secret(page.app), text)
+    member_id = read_member_token(member_secret(page.app), text)
     return _live_member(session, member_id) if member_id else None
 
 
@@ -210,14 +211,14 @@ def _problem(page: Page, status: int, title: str, message: str) -> HTMLResponse:
                   message=page.gettext(message), notice=None)
 
 
-async def _read_form(request: Request) -> FormData | None:
+async def read_form(request: Request) -> FormData | None:
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_FORM_BYTES:
         return None
     return await request.form(max_files=0, max_part_size=MAX_FORM_BYTES)
 
 
-def _pre_session_token_ok(page: Page, data: FormData) -> bool:
+def pre_session_token_ok(page: Page, data: FormData) -> bool:
     """The double-submit check of forms shown before a member session exists."""
     nonce = page.request.cookies.get(LOGIN_CSRF_COOKIE) or ""
     sent = data.get("csrf_token")
@@ -225,7 +226,7 @@ def _pre_session_token_ok(page: Page, data: FormData) -> bool:
             and hmac.compare_digest(sent, login_token_for(page.app, nonce)))
 
 
-def _forbidden(page: Page) -> HTMLResponse:
+def forbidden(page: Page) -> HTMLResponse:
     return _problem(page, 403, N_("This form has expired"),
                     N_("Reload the page and try again."))
 
@@ -241,16 +242,18 @@ class MemberSession:
 
 def _member_session(page: Page) -> MemberSession | None:
     cookie = page.request.cookies.get(MEMBER_COOKIE) or ""
-    member_id = read_session_cookie(_secret(page.app), cookie, page.app.clock.now())
+    member_id = read_session_cookie(member_secret(page.app), cookie, page.app.clock.now())
     return MemberSession(member_id, cookie) if member_id else None
 
 
-def _open_session(page: Page, member_id: uuid.UUID) -> Response:
+def open_session(page: Page, member_id: uuid.UUID, *, done: str | None = None) -> Response:
+    """Sign the member in and go to their page (``done`` names a notice to show there)."""
     expires = int(page.app.clock.now().timestamp()) + SESSION_DAYS * 24 * 3600
-    value = session_cookie(_secret(page.app), member_id, expires)
+    value = session_cookie(member_secret(page.app), member_id, expires)
     page.cookies.append(CookieChange(MEMBER_COOKIE, value, max_age=SESSION_DAYS * 24 * 3600))
     page.cookies.append(CookieChange(LOGIN_CSRF_COOKIE, None))
-    return page.apply_cookies(RedirectResponse("/m", status_code=303))
+    target = f"/m?done={done}" if done in NOTICES else "/m"
+    return page.apply_cookies(RedirectResponse(target, status_code=303))
 
 
 def _render_login(page: Page, form: Form, *, step: str = "phone", status: int = 200,
@@ -268,15 +271,22 @@ def login_page(page: PublicPage) -> Response:
     return _render_login(page, Form(fields=frozenset(LOGIN_FIELDS)))
 
 
-def _send_code(session: Session, page: Page, issued: otp.Issued) -> None:
-    """Queue the code by SMS (transactional: it needs no marketing consent)."""
+def send_code(session: Session, page: Page, issued: otp.Issued, *,
+              signing_up: bool = False) -> None:
+    """Queue the code by SMS (transactional: it needs no marketing consent).
+
+    Signing in, only a member's number gets one; ``signing_up`` (the /join page), any
+    number does, so that its holder can prove it before being enrolled.
+    """
     member = issued.member
-    if member is None or not member.phone:
+    if member is None and not signing_up:
         return
     settings = page.app.settings
-    store = members.get_store(session, store_id=member.home_store_id)
+    store = (members.get_store(session, store_id=member.home_store_id) if member is not None
+             else members.list_stores(session)[0])
     context = message_templates.MessageContext(
-        member=message_templates.MemberView(name=member.name, card_no=member.card_no),
+        member=message_templates.MemberView(name=member.name if member else "",
+                                            card_no=member.card_no if member else ""),
         store=message_templates.StoreView(name=store.name, phone=store.phone or "",
                                           address=store.address, timezone=store.timezone),
         brand=message_templates.BrandView(name=settings.brand_name, currency=settings.currency),
@@ -288,13 +298,14 @@ def _send_code(session: Session, page: Page, issued: otp.Issued) -> None:
         default_language=message_templates.normalise_language(settings.default_language))
     messaging.enqueue(session, clock=page.app.clock, messages=[messaging.Outgoing(
         dedupe_key=f"otp:{issued.challenge_id.hex}", channel="sms", purpose="transactional",
-        template="otp", language=rendered.language, recipient=member.phone,
-        body=rendered.sms_text, segments=rendered.segments, member_id=member.id,
+        template="otp", language=rendered.language, recipient=issued.phone_e164,
+        body=rendered.sms_text, segments=rendered.segments,
+        member_id=member.id if member else None,
         store_id=store.id, payload={"sms_params": rendered.sms_params,
                                     "requires_consent": False})])
 
 
-def _otp_message(page: Page, exc: PatronError) -> str:
+def otp_message(page: Page, exc: PatronError) -> str:
     if exc.code in OTP_MESSAGES:
         return page.gettext(OTP_MESSAGES[exc.code])
     return translate_error(page, exc.message, exc.code)
@@ -303,15 +314,15 @@ def _otp_message(page: Page, exc: PatronError) -> str:
 @router.post("/m/login")
 async def request_code(request: Request, page: PublicPage) -> Response:
     """Send a code to the phone if it is a member's; the answer is the same either way."""
-    data = await _read_form(request)
-    if data is None or not _pre_session_token_ok(page, data):
-        return _forbidden(page)
+    data = await read_form(request)
+    if data is None or not pre_session_token_ok(page, data):
+        return forbidden(page)
     form = Form.posted(data, LOGIN_FIELDS)
     ctx = page.app
     client = request.client.host if request.client else "-"
     with ctx.db.write() as session:
         try:
-            issued = otp.issue(session, clock=ctx.clock, secret=_secret(ctx),
+            issued = otp.issue(session, clock=ctx.clock, secret=member_secret(ctx),
                                region=ctx.settings.default_region, phone=form.get("phone"),
                                client=client)
         except ValidationFailed as exc:
@@ -320,9 +331,9 @@ async def request_code(request: Request, page: PublicPage) -> Response:
             return _render_login(page, form, status=422)
         except otp.TooManyRequests as exc:
             session.rollback()
-            form.add("phone", _otp_message(page, exc))
+            form.add("phone", otp_message(page, exc))
             return _render_login(page, form, status=429)
-        _send_code(session, page, issued)
+        send_code(session, page, issued)
     return _render_login(page, Form(fields=frozenset(LOGIN_FIELDS)), step="code",
                          challenge=str(issued.challenge_id),
                          phone_shown=member_rules.mask_phone(issued.phone_e164) or "")
@@ -331,9 +342,9 @@ async def request_code(request: Request, page: PublicPage) -> Response:
 @router.post("/m/login/code")
 async def check_code(request: Request, page: PublicPage) -> Response:
     """The code from the SMS: right, it opens the member session; wrong, one attempt less."""
-    data = await _read_form(request)
-    if data is None or not _pre_session_token_ok(page, data):
-        return _forbidden(page)
+    data = await read_form(request)
+    if data is None or not pre_session_token_ok(page, data):
+        return forbidden(page)
     form = Form.posted(data, LOGIN_FIELDS)
     ctx = page.app
     try:
@@ -342,7 +353,7 @@ async def check_code(request: Request, page: PublicPage) -> Response:
         return _render_login(page, form, status=422)
     with ctx.db.write() as session:
         try:
-            member_id = otp.verify(session, clock=ctx.clock, secret=_secret(ctx),
+            member_id = otp.verify(session, clock=ctx.clock, secret=member_secret(ctx),
                                    challenge_id=challenge, code=form.get("code"))
         except otp.CodeRefused as exc:
             session.commit()  # the failed attempt counts, whatever happens next
@@ -353,21 +364,21 @@ async def check_code(request: Request, page: PublicPage) -> Response:
                 return _render_login(page, form, step="code", status=422,
                                      challenge=str(challenge))
             fresh = Form(fields=frozenset(LOGIN_FIELDS))
-            fresh.add(None, _otp_message(page, exc))  # this code is dead: ask for another
+            fresh.add(None, otp_message(page, exc))  # this code is dead: ask for another
             return _render_login(page, fresh, status=422)
         except ValidationFailed:
             form.add("code", page.gettext(N_("Enter the 6-digit code from the SMS")))
             return _render_login(page, form, step="code", status=422,
                                  challenge=str(challenge))
-    return _open_session(page, member_id)
+    return open_session(page, member_id)
 
 
 @router.post("/m/logout")
 async def logout(request: Request, page: PublicPage) -> Response:
-    data = await _read_form(request)
+    data = await read_form(request)
     signed = _member_session(page)
     if data is None or signed is None or not _member_token_ok(page, signed, data):
-        return _forbidden(page)
+        return forbidden(page)
     page.cookies.append(CookieChange(MEMBER_COOKIE, None))
     return page.apply_cookies(RedirectResponse("/m/login?done=signed_out", status_code=303))
 
@@ -375,7 +386,7 @@ async def logout(request: Request, page: PublicPage) -> Response:
 def _member_token_ok(page: Page, signed: MemberSession, data: FormData) -> bool:
     sent = data.get("csrf_token")
     return isinstance(sent, str) and bool(sent) and hmac.compare_digest(
-        sent, member_csrf(_secret(page.app), signed.cookie))
+        sent, member_csrf(member_secret(page.app), signed.cookie))
 
 
 # ---------------------------------------------------------------- the member page
@@ -397,14 +408,9 @@ def coupon_terms(page: Page, view: offers.CouponView) -> str:
 
 def _data_requests(session: Session, member_id: uuid.UUID, now: datetime
                    ) -> dict[str, datetime]:
-    """Requests the member made in the last 30 days, by kind: when each was received."""
-    found: dict[str, datetime] = {}
-    for kind, action in DATA_REQUEST_ACTIONS.items():
-        entries = audit.list_entries(session, entity_type="member", entity_id=str(member_id),
-                                     action=action, limit=1)
-        if entries and entries[0].at > now - timedelta(days=DATA_REQUEST_DAYS):
-            found[kind] = entries[0].at
-    return found
+    """Requests still pending or made in the last 30 days, by kind: when each was received."""
+    return privacy.recent_requests(session, member_id=member_id,
+                                   since=now - timedelta(days=DATA_REQUEST_DAYS))
 
 
 def _dashboard(page: Page, session: Session, member: Member, signed: MemberSession
@@ -434,7 +440,7 @@ def _dashboard(page: Page, session: Session, member: Member, signed: MemberSessi
         "sales": sales.member_sales(session, member_id=member.id, limit=HISTORY_SIZE),
         "store_names": store_names,
         "qr_svg": Markup(qr.svg(code, module_px=5, title=member.card_no)),  # noqa: S704 - drawn by qr.svg from digits, title escaped
-        "member_csrf": member_csrf(_secret(page.app), signed.cookie),
+        "member_csrf": member_csrf(member_secret(page.app), signed.cookie),
         "requests": _data_requests(session, member.id, now),
         "request_days": DATA_REQUEST_DAYS, "notice": _notice(page),
     }
@@ -467,10 +473,10 @@ def member_page(page: PublicPage) -> Response:
 @router.post("/m/consent")
 async def change_consent(request: Request, page: PublicPage) -> Response:
     """Switch offers by SMS or e-mail on or off (or both off: ``channel=all``)."""
-    data = await _read_form(request)
+    data = await read_form(request)
     signed = _member_session(page)
     if data is None or signed is None or not _member_token_ok(page, signed, data):
-        return _forbidden(page)
+        return forbidden(page)
     form = Form.posted(data, ("channel", "granted"))
     wanted = form.get("channel")
     channels = [Channel.SMS, Channel.EMAIL] if wanted == "all" else \
@@ -499,13 +505,14 @@ async def change_consent(request: Request, page: PublicPage) -> Response:
 async def data_request(request: Request, page: PublicPage) -> Response:
     """Record a request for a copy of the member's data, or for its erasure, for staff.
 
-    The export and erasure themselves are not automatic yet; the page says so and promises
-    an answer within 30 days. A second request within those days is not recorded again.
+    Staff fulfil it (``members.privacy``: the export, or the erasure by an owner); the page
+    promises an answer within 30 days. A second request within those days is not recorded
+    again.
     """
-    data = await _read_form(request)
+    data = await read_form(request)
     signed = _member_session(page)
     if data is None or signed is None or not _member_token_ok(page, signed, data):
-        return _forbidden(page)
+        return forbidden(page)
     kind = str(data.get("kind") or "")
     if kind not in DATA_REQUEST_ACTIONS:
         return _problem(page, 422, N_("Something is wrong with this request"),
@@ -516,17 +523,16 @@ async def data_request(request: Request, page: PublicPage) -> Response:
         if member is None:
             return RedirectResponse("/m/login", status_code=303)
         if kind not in _data_requests(session, member.id, ctx.clock.now()):
-            audit.record(session, clock=ctx.clock, actor=None,
-                         action=DATA_REQUEST_ACTIONS[kind], entity_type="member",
-                         entity_id=member.id, store_id=member.home_store_id,
-                         details={"via": CONSENT_SOURCE, "language": page.language})
+            privacy.request_data(session, clock=ctx.clock, actor=None, member_id=member.id,
+                                 kind=privacy.RequestKind(kind), source=CONSENT_SOURCE,
+                                 details={"language": page.language})
     return RedirectResponse(f"/m?done={kind}#data", status_code=303)
 
 
 @router.get("/m/{token}")
 def open_link(page: PublicPage, token: str) -> Response:
     """The signed link from a message: open the member's session and go to their page."""
-    member_id = read_member_token(_secret(page.app), token[:200])
+    member_id = read_member_token(member_secret(page.app), token[:200])
     if member_id is None:
         return _problem(page, 404, N_("This link is not valid"),
                         N_("Check that you opened the whole link from our message, or sign "
@@ -536,7 +542,7 @@ def open_link(page: PublicPage, token: str) -> Response:
         if member is None:
             return _problem(page, 404, N_("This membership is closed"),
                             N_("Ask any of our stores if you think this is a mistake."))
-        return _open_session(page, member.id)
+        return open_session(page, member.id)
 
 
 # ---------------------------------------------------------------- unsubscribe
@@ -545,7 +551,7 @@ def open_link(page: PublicPage, token: str) -> Response:
 def _unsubscribe_target(page: Page, session: Session, token: str
                         ) -> tuple[Member, Channel] | None:
     try:
-        member_id, channel = messaging.read_unsubscribe_token(_secret(page.app), token[:200])
+        member_id, channel = messaging.read_unsubscribe_token(member_secret(page.app), token[:200])
     except ValidationFailed:
         return None
     member = _live_member(session, member_id)
@@ -575,12 +581,12 @@ def unsubscribe_page(page: PublicPage, token: str) -> Response:
 @router.post("/u/{token}")
 async def unsubscribe(request: Request, page: PublicPage, token: str) -> Response:
     """Withdraw the link's channel; also RFC 8058 one-click (``List-Unsubscribe=One-Click``)."""
-    data = await _read_form(request)
+    data = await read_form(request)
     if data is None:
         return _invalid_unsubscribe(page)
     one_click = data.get("List-Unsubscribe") == "One-Click"
-    if not one_click and not _pre_session_token_ok(page, data):
-        return _forbidden(page)
+    if not one_click and not pre_session_token_ok(page, data):
+        return forbidden(page)
     ctx = page.app
     with ctx.db.write() as session:
         target = _unsubscribe_target(page, session, token)
@@ -594,7 +600,7 @@ async def unsubscribe(request: Request, page: PublicPage, token: str) -> Respons
         messaging.suppress_queued_for(session, clock=ctx.clock, member_id=member.id,
                                       channel=channel.value)
         _for_member(page, session, member)
-        link = f"/m/{member_token(_secret(ctx), member.id)}"
+        link = f"/m/{member_token(member_secret(ctx), member.id)}"
     return render(page, "self/unsubscribe.html", channel=channel.value, done=True,
                   token=token, member_link=link, notice=None)
 
@@ -642,9 +648,9 @@ def _score(page: Page, form: Form, name: str, low: int, high: int) -> int | None
 
 @router.post("/s/{token}")
 async def answer_survey(request: Request, page: PublicPage, token: str) -> Response:
-    data = await _read_form(request)
-    if data is None or not _pre_session_token_ok(page, data):
-        return _forbidden(page)
+    data = await read_form(request)
+    if data is None or not pre_session_token_ok(page, data):
+        return forbidden(page)
     form = Form.posted(data, SURVEY_FIELDS)
     ctx = page.app
     with ctx.db.write() as session:
