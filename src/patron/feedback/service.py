@@ -38,10 +38,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVarTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, false, not_, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, false, not_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -424,6 +424,20 @@ def get_complaint(session: Session, *, actor: Principal, complaint_id: uuid.UUID
     return complaint
 
 
+
+Ts = TypeVarTuple("Ts")
+
+
+def _in_stores(stmt: Select[*Ts], column: Any, *, actor: Principal,
+               store_id: uuid.UUID | None) -> Select[*Ts]:
+    """``stmt`` limited to one store (which the actor must work in) or, without one, to
+    every store the actor sees (owners: all)."""
+    if store_id is not None:
+        require_store(actor, store_id)
+        return stmt.where(column == store_id)
+    visible = actor.visible_store_ids()
+    return stmt if visible is None else stmt.where(column.in_(visible))
+
 def list_complaints(session: Session, *, actor: Principal, store_id: uuid.UUID | None = None,
                     status: ComplaintStatus | None = None, severity: Severity | None = None,
                     member_id: uuid.UUID | None = None, limit: int = 100,
@@ -432,13 +446,7 @@ def list_complaints(session: Session, *, actor: Principal, store_id: uuid.UUID |
     if not 1 <= limit <= MAX_LIST:
         raise ValidationFailed(f"limit must be between 1 and {MAX_LIST}", "limit")
     stmt = select(Complaint)
-    if store_id is not None:
-        require_store(actor, store_id)
-        stmt = stmt.where(Complaint.store_id == store_id)
-    else:
-        visible = actor.visible_store_ids()
-        if visible is not None:
-            stmt = stmt.where(Complaint.store_id.in_(visible))
+    stmt = _in_stores(stmt, Complaint.store_id, actor=actor, store_id=store_id)
     if status is not None:
         stmt = stmt.where(Complaint.status == status.value)
     if severity is not None:
@@ -792,13 +800,7 @@ def survey_results(session: Session, *, actor: Principal, store_id: uuid.UUID | 
     stmt = (select(SurveyResponse.csat, SurveyResponse.nps, SurveyResponse.answered_at,
                    SurveyInvitation.store_id)
             .join(SurveyInvitation, SurveyInvitation.id == SurveyResponse.invitation_id))
-    if store_id is not None:
-        require_store(actor, store_id)
-        stmt = stmt.where(SurveyInvitation.store_id == store_id)
-    else:
-        visible = actor.visible_store_ids()
-        if visible is not None:
-            stmt = stmt.where(SurveyInvitation.store_id.in_(visible))
+    stmt = _in_stores(stmt, SurveyInvitation.store_id, actor=actor, store_id=store_id)
     if since is not None:
         stmt = stmt.where(SurveyResponse.answered_at >= since)
     if until is not None:
@@ -849,13 +851,7 @@ def closed_callbacks(session: Session, *, actor: Principal, store_id: uuid.UUID 
     if not 1 <= limit <= MAX_LIST:
         raise ValidationFailed(f"limit must be between 1 and {MAX_LIST}", "limit")
     stmt = select(CallbackTask).where(CallbackTask.status != CallbackStatus.OPEN.value)
-    if store_id is not None:
-        require_store(actor, store_id)
-        stmt = stmt.where(CallbackTask.store_id == store_id)
-    else:
-        visible = actor.visible_store_ids()
-        if visible is not None:
-            stmt = stmt.where(CallbackTask.store_id.in_(visible))
+    stmt = _in_stores(stmt, CallbackTask.store_id, actor=actor, store_id=store_id)
     return list(session.scalars(stmt.order_by(CallbackTask.completed_at.desc(),
                                               CallbackTask.id).limit(limit)))
 
@@ -884,13 +880,7 @@ def latest_comments(session: Session, *, actor: Principal, store_id: uuid.UUID |
                    SurveyResponse.comment)
             .join(SurveyInvitation, SurveyInvitation.id == SurveyResponse.invitation_id)
             .where(SurveyResponse.comment != ""))
-    if store_id is not None:
-        require_store(actor, store_id)
-        stmt = stmt.where(SurveyInvitation.store_id == store_id)
-    else:
-        visible = actor.visible_store_ids()
-        if visible is not None:
-            stmt = stmt.where(SurveyInvitation.store_id.in_(visible))
+    stmt = _in_stores(stmt, SurveyInvitation.store_id, actor=actor, store_id=store_id)
     stmt = stmt.order_by(SurveyResponse.answered_at.desc(), SurveyResponse.id).limit(limit)
     return [SurveyComment(*row) for row in session.execute(stmt)]
 
