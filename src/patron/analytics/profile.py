@@ -246,7 +246,7 @@ def _utc_offset_sql(src: Source) -> str:
     ``views.local_time`` does) on the sale's epoch second: integer comparisons, where
     DuckDB's per-row ``timezone()`` took 20 s for 10 million sales on this machine.
     """
-    from patron.analytics.views import _offset_changes
+    from patron.analytics.views import offset_changes
 
     duck = src.duck
     zones = sorted(z for (z,) in duck.execute("SELECT DISTINCT timezone FROM stores")
@@ -257,7 +257,7 @@ def _utc_offset_sql(src: Source) -> str:
     epoch = "(epoch_ms(s.occurred_at) // 1000)"
     branches = []
     for zone in zones:
-        offset, changes = _offset_changes(zone, start_s, end_s)
+        offset, changes = offset_changes(zone, start_s, end_s)
         expr = str(offset)
         if changes:
             steps = [f"WHEN {epoch} < {at} THEN {before}" for (at, _), before in

@@ -100,10 +100,10 @@ from sqlalchemy.orm import Session
 
 from patron.analytics.views import (
     Period,
-    _offset_changes,
     local_midnight,
     month_index,
     month_start,
+    offset_changes,
 )
 from patron.auth.enums import Role
 from patron.auth.models import User
@@ -394,7 +394,7 @@ class _Zone:
         at = epoch_us(column)
         lo = int(self.start.timestamp()) - (LAPSE_DAYS + 400) * 86_400
         hi = int(self.end.timestamp()) + (RETURN_DAYS + 400) * 86_400
-        first, changes = _offset_changes(self.tz, lo, hi)
+        first, changes = offset_changes(self.tz, lo, hi)
         offset: ColumnElement[int]
         if not changes:
             offset = literal(first * 1_000_000, BigInteger())

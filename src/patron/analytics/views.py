@@ -116,7 +116,7 @@ def local_midnight(day: date, tz: str) -> datetime:
 
 
 @lru_cache(maxsize=64)
-def _offset_changes(tz: str, start_s: int, end_s: int) -> tuple[int, tuple[tuple[int, int],
+def offset_changes(tz: str, start_s: int, end_s: int) -> tuple[int, tuple[tuple[int, int],
                                                                            ...]]:
     """The zone's UTC offset (seconds) at ``start_s`` and each (instant, new offset) after.
 
@@ -154,7 +154,7 @@ def local_time(ts: ir.TimestampValue, tz: str, *, around: Period) -> ir.Timestam
     if tz == "UTC":
         return ts
     start, end = around.bounds(tz)
-    first, changes = _offset_changes(
+    first, changes = offset_changes(
         tz, int(start.timestamp()) - TZ_MARGIN_YEARS * 366 * 86_400, int(end.timestamp()))
     if not changes:
         return ts + ibis.interval(seconds=first) if first else ts
