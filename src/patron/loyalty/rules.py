@@ -19,6 +19,9 @@ from zoneinfo import ZoneInfo
 
 from patron.loyalty.enums import ExpiryPolicy, Rounding
 
+#: Codes of tiers and paid plans: they go into promotions, segments and URLs as they are.
+CODE_PATTERN = r"^[a-z0-9_-]{1,32}$"
+
 
 @dataclass(frozen=True)
 class EarnLine:

@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from patron.loyalty.enums import ExpiryPolicy, PointsEntryKind, Rounding, TierBasis
+from patron.loyalty.rules import CODE_PATTERN
 
 
 class PointsEntryRead(BaseModel):
@@ -70,7 +71,7 @@ class ProgramUpdate(BaseModel):
 
 
 class TierCreate(BaseModel):
-    code: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_-]+$")
+    code: str = Field(min_length=1, max_length=32, pattern=CODE_PATTERN)
     name: str = Field(min_length=1, max_length=100)
     rank: int = Field(ge=0, le=100)
     threshold: int = Field(ge=0, le=10_000_000_000)
@@ -105,7 +106,7 @@ class MultiplierCreate(BaseModel):
 
 
 class MembershipPlanCreate(BaseModel):
-    code: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_-]+$")
+    code: str = Field(min_length=1, max_length=32, pattern=CODE_PATTERN)
     name: str = Field(min_length=1, max_length=100)
     product_id: uuid.UUID = Field(description="The catalogue product sold at the till; its "
                                   "price is the fee")

@@ -489,7 +489,7 @@ def verify(session: Session) -> list[str]:
 # ---------------------------------------------------------------- tiers
 
 
-TIER_CODE = re.compile(r"[a-z0-9_-]{1,32}")
+TIER_CODE = re.compile(rules.CODE_PATTERN)
 
 
 def list_tiers(session: Session) -> list[Tier]:
