@@ -11,6 +11,10 @@ BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_LINK_MODE := copy
+# Compiled bytecode is kept: with PYTHONDONTWRITEBYTECODE set (as on the CI machines) every
+# process the suite starts (servers, workers, Spark, benches) recompiled pandas and friends
+# from source, about 10 s per process on a loaded 2-core machine.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test install system-deps lint pytest pytest-sqlite pytest-postgres serve clean bench
 
@@ -19,7 +23,7 @@ $(UV):
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 install: $(UV)
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --compile-bytecode
 
 demo: install
 	$(BIN)/patron db upgrade
