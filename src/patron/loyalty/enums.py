@@ -15,6 +15,8 @@ class PointsEntryKind(StrEnum):
     ADJUST = "adjust"
     MERGE_IN = "merge_in"
     MERGE_OUT = "merge_out"
+    TRANSFER_OUT = "transfer_out"  # points given to another member (one entry per transfer)
+    TRANSFER_IN = "transfer_in"  # points received: one entry per lot created
 
 
 class ExpiryPolicy(StrEnum):

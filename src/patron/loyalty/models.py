@@ -7,7 +7,9 @@ refund could not take back, settled from future earnings). Every change is a
 are append-only, and ``patron doctor`` proves the cached numbers equal their sums. Each
 earning is also a ``PointsLot`` with its own ``remaining`` count, when it becomes
 available and when it expires: redemption consumes the oldest available lots first, expiry
-writes an entry per lot. CHECK constraints refuse negative balances and lots.
+writes an entry per lot. A transfer between members takes the sender's oldest lots and
+gives the receiver new lots that keep their expiry; both sides' entries point at one
+``PointsTransfer``. CHECK constraints refuse negative balances and lots.
 """
 
 from __future__ import annotations
@@ -121,6 +123,9 @@ class PointsEntry(Base):
     lot_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("points_lots.id"))
     sale_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sales.id"))
     store_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("stores.id"))
+    #: The transfer both sides of a points transfer belong to (``transfer_out`` on the
+    #: sender, ``transfer_in`` per received lot on the receiver).
+    transfer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("points_transfers.id"))
     actor_label: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(String(500), default="")
     occurred_at: Mapped[datetime]
@@ -128,8 +133,33 @@ class PointsEntry(Base):
     __table_args__ = (
         Index("ix_points_entries_account_seq", "account_id", "seq"),
         Index("ix_points_entries_sale", "sale_id"),
+        Index("ix_points_entries_transfer", "transfer_id"),
         CheckConstraint("available_after >= 0 AND pending_after >= 0 AND debt_after >= 0",
                         name="after_non_negative"),
+    )
+
+
+class PointsTransfer(Base):
+    """Points one member gave another (family sharing, a gift): the one reference both
+    ledgers' entries point at. Append-only like the entries; a transfer is undone, if ever,
+    by a transfer back."""
+
+    __tablename__ = "points_transfers"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    from_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("points_accounts.id"),
+                                                       index=True)
+    to_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("points_accounts.id"),
+                                                     index=True)
+    points: Mapped[int] = mapped_column(BigInt)
+    store_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("stores.id"))
+    actor_label: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str] = mapped_column(String(500), default="")
+    occurred_at: Mapped[datetime]
+
+    __table_args__ = (
+        CheckConstraint("points > 0", name="points"),
+        CheckConstraint("from_account_id <> to_account_id", name="two_accounts"),
     )
 
 

@@ -130,3 +130,27 @@ class MembershipRead(BaseModel):
     starts_at: datetime
     ends_at: datetime
     status: str
+
+
+class PointsTransferCreate(BaseModel):
+    """Give some of the member's available points to another member."""
+
+    to_member_id: uuid.UUID = Field(description="The member who receives the points")
+    points: int = Field(ge=1, le=1_000_000_000)
+    store_id: uuid.UUID | None = Field(default=None, description="Where it happened; the "
+                                       "caller's store when left out")
+    note: str = Field(default="", max_length=500)
+
+
+class PointsTransferRead(BaseModel):
+    """A transfer and both members' available points after it."""
+
+    id: uuid.UUID
+    from_member_id: uuid.UUID
+    to_member_id: uuid.UUID
+    points: int
+    store_id: uuid.UUID | None
+    note: str
+    occurred_at: datetime
+    from_available: int
+    to_available: int

@@ -21,7 +21,12 @@ from patron.auth import audit
 from patron.auth.enums import Role
 from patron.auth.principal import Principal, require_role
 from patron.core.clock import Clock
-from patron.core.errors import InsufficientBalance, NotFound, ValidationFailed
+from patron.core.errors import (
+    InsufficientBalance,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from patron.core.events import emit
 from patron.core.ids import new_id
 from patron.core.memo import forget, memo
@@ -34,10 +39,12 @@ from patron.loyalty.models import (
     PointsEntry,
     PointsLot,
     PointsMultiplier,
+    PointsTransfer,
     Tier,
     TierChange,
 )
 from patron.members import service as members
+from patron.members.enums import MemberStatus
 
 MAX_POINTS = 1_000_000_000
 
@@ -355,6 +362,151 @@ def adjust(session: Session, *, clock: Clock, actor: Principal, member_id: uuid.
                  entity_type="member", entity_id=member_id,
                  details={"points": points, "reason": reason.strip()})
     return entry
+
+
+# ---------------------------------------------------------------- transfers
+# Design overview: a transfer moves *available* points from one member to another (family
+# sharing, a gift) and conserves them: the sender's ledger gets one ``transfer_out`` entry
+# of -points, the receiver's one ``transfer_in`` entry per lot it receives, and all of them
+# name one ``PointsTransfer`` row. The sender's lots are consumed oldest first, as a
+# redemption would; for each lot taken the receiver gets a lot of the same size that
+# keeps that lot's expiry, so giving points away can neither lengthen nor shorten their
+# life. Transfers are not earnings: they settle no debt, do not count towards tiers
+# (``qualifying_value`` counts earn/clawback/debt entries only) and leave
+# ``lifetime_earned`` alone on both sides. Idempotency is the caller's: the API runs the
+# call once per Idempotency-Key (``api.idempotent.run_once``).
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """What a transfer did: the reference row and the two sides' entries."""
+
+    transfer: PointsTransfer
+    out_entry: PointsEntry
+    in_entries: list[PointsEntry]
+
+
+def _take_fifo(session: Session, account: PointsAccount,
+               points: int) -> list[tuple[PointsLot, int]]:
+    """Take ``points`` from the oldest available lots; returns (lot, points taken) pairs."""
+    taken: list[tuple[PointsLot, int]] = []
+    left = points
+    for lot in session.scalars(select(PointsLot).where(
+            PointsLot.account_id == account.id, PointsLot.is_pending.is_(False),
+            PointsLot.remaining > 0).order_by(PointsLot.earned_at, PointsLot.id)):
+        take = min(left, lot.remaining)
+        lot.remaining -= take
+        left -= take
+        taken.append((lot, take))
+        if left == 0:
+            break
+    if left:
+        raise InsufficientBalance("Not enough points", "points")
+    return taken
+
+
+def _live(session: Session, member_id: uuid.UUID, field: str) -> None:
+    """A transfer end must be a live member (not merged away or erased)."""
+    try:
+        member = members.get_member(session, member_id=member_id)
+    except NotFound:
+        raise NotFound("No such member", field) from None
+    if member.status != MemberStatus.ACTIVE.value:
+        raise ValidationFailed("The member is not active", field, code="not_active")
+
+
+def transfer(session: Session, *, clock: Clock, actor: Principal | None,
+             from_member_id: uuid.UUID, to_member_id: uuid.UUID, points: int,
+             store_id: uuid.UUID | None = None, note: str = "") -> Transfer:
+    """Move available points from one member to another; audited.
+
+    Refuses (422, naming the field) zero, negative or oversized amounts, a transfer to the
+    same member, a member who is not active, and more points than the sender has available.
+    Both accounts are locked in account-id order -- the order the daily expiry job locks
+    them in -- so two transfers in opposite directions, or a transfer and the daily job,
+    queue instead of deadlocking.
+    """
+    _check_points(points)
+    if from_member_id == to_member_id:
+        raise ValidationFailed("Points can only be transferred to another member",
+                               "to_member_id", code="same_member")
+    if len(note) > 500:
+        raise ValidationFailed("The note has at most 500 characters", "note")
+    _live(session, from_member_id, "member_id")
+    _live(session, to_member_id, "to_member_id")
+    store = store_id
+    if actor is not None:
+        if store is None:
+            store = actor.default_store_id
+        elif not actor.can_access_store(store):
+            raise PermissionDenied("This belongs to a store you don't have access to")
+    sender_id = session.scalar(select(PointsAccount.id).where(
+        PointsAccount.member_id == from_member_id))
+    if sender_id is None:
+        raise InsufficientBalance(f"The member has 0 points, not {points}", "points")
+    receiver_id = session.scalar(select(PointsAccount.id).where(
+        PointsAccount.member_id == to_member_id))
+    if receiver_id is None:
+        # A new account is invisible to other transactions until we commit, so locking it
+        # before the sender's cannot take part in a lock cycle.
+        receiver_id = _account(session, clock=clock, member_id=to_member_id).id
+    locked: dict[uuid.UUID, PointsAccount] = {}
+    for account_id in sorted({sender_id, receiver_id}):
+        account = session.scalar(for_update(select(PointsAccount).where(
+            PointsAccount.id == account_id)).execution_options(populate_existing=True))
+        assert account is not None
+        locked[account_id] = account
+    sender, receiver = locked[sender_id], locked[receiver_id]
+    _release_due(session, clock=clock, account=sender)
+    if sender.available < points:
+        raise InsufficientBalance(
+            f"The member has {sender.available} points available, not {points}", "points")
+    row = PointsTransfer(from_account_id=sender.id, to_account_id=receiver.id, points=points,
+                         store_id=store, actor_label=actor.label if actor else "system",
+                         note=note.strip(), occurred_at=clock.now())
+    session.add(row)
+    session.flush()
+    out_entry = _append(session, clock=clock, account=sender,
+                        kind=PointsEntryKind.TRANSFER_OUT, available=-points, store_id=store,
+                        actor=actor, reason=f"to member {to_member_id}")
+    out_entry.transfer_id = row.id
+    in_entries = []
+    now = clock.now()
+    for source, taken in _take_fifo(session, sender, points):
+        lot = PointsLot(account_id=receiver.id, sale_id=None, points=taken, remaining=taken,
+                        is_pending=False, earned_at=now, available_at=now,
+                        expires_at=source.expires_at)
+        session.add(lot)
+        session.flush()
+        entry = _append(session, clock=clock, account=receiver,
+                        kind=PointsEntryKind.TRANSFER_IN, available=taken, lot_id=lot.id,
+                        store_id=store, actor=actor, reason=f"from member {from_member_id}")
+        entry.transfer_id = row.id
+        in_entries.append(entry)
+    session.flush()
+    if actor is not None:
+        audit.record(session, clock=clock, actor=actor, action="points.transferred",
+                     entity_type="member", entity_id=from_member_id, store_id=store,
+                     details={"to_member_id": str(to_member_id), "points": points,
+                              "transfer_id": str(row.id)})
+    emit(session, clock=clock, type="points.transferred", subject_id=from_member_id,
+         store_id=store, payload={"transfer_id": str(row.id),
+                                  "from_member_id": str(from_member_id),
+                                  "to_member_id": str(to_member_id), "points": points})
+    return Transfer(transfer=row, out_entry=out_entry, in_entries=in_entries)
+
+
+def transfers(session: Session, *, member_id: uuid.UUID, limit: int = 50
+              ) -> list[PointsTransfer]:
+    """The member's transfers, sent and received, newest first."""
+    account_id = session.scalar(select(PointsAccount.id).where(
+        PointsAccount.member_id == member_id))
+    if account_id is None:
+        return []
+    return list(session.scalars(select(PointsTransfer).where(
+        (PointsTransfer.from_account_id == account_id)
+        | (PointsTransfer.to_account_id == account_id))
+        .order_by(PointsTransfer.occurred_at.desc(), PointsTransfer.id.desc()).limit(limit)))
 
 
 def run_daily(session: Session, *, clock: Clock) -> dict[str, int]:

@@ -20,6 +20,8 @@ from patron.loyalty.schemas import (
     PointsAdjust,
     PointsEntryRead,
     PointsRead,
+    PointsTransferCreate,
+    PointsTransferRead,
     ProgramRead,
     ProgramUpdate,
     TierCreate,
@@ -56,6 +58,29 @@ def adjust_points(request: Request, ctx: Ctx, principal: CurrentPrincipal,
                        points=body.points, reason=body.reason,
                        tz=ctx.settings.default_timezone)
         return _points(session, ctx, member_id, 10)
+
+    return run_once(request, ctx, principal, raw, work)
+
+
+@router.post("/members/{member_id}/points/transfers", status_code=201,
+             operation_id="transfer_points", response_model=PointsTransferRead,
+             openapi_extra=IDEMPOTENCY)
+def transfer_points(request: Request, ctx: Ctx, principal: CurrentPrincipal,
+                    member_id: uuid.UUID, body: PointsTransferCreate, raw: RawBody) -> Response:
+    """Give some of the member's available points to another member (family sharing, a
+    gift). Like a redemption it is a till call: any staff user or POS key, recorded with
+    the caller's store and audited; members belong to the brand, not to a store."""
+    def work(session: Session) -> PointsTransferRead:
+        done = loyalty.transfer(session, clock=ctx.clock, actor=principal,
+                                from_member_id=member_id, to_member_id=body.to_member_id,
+                                points=body.points, store_id=body.store_id, note=body.note)
+        row = done.transfer
+        return PointsTransferRead(
+            id=row.id, from_member_id=member_id, to_member_id=body.to_member_id,
+            points=row.points, store_id=row.store_id, note=row.note,
+            occurred_at=row.occurred_at,
+            from_available=done.out_entry.available_after,
+            to_available=done.in_entries[-1].available_after)
 
     return run_once(request, ctx, principal, raw, work)
 

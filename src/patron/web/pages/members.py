@@ -4,11 +4,12 @@ consents, soft delete and merge (its other actions are in ``member_actions``).
 The member 360 page shows, beside the profile, what every domain knows of the member, each
 read through that domain's service (``gather``): tier and progress, points and stored value
 with their ledgers, coupons, purchases, the analytics scores and P(alive) trend, category
-cycles, messages, callback tasks and complaints (of the viewer's stores), notes and the
-referral tree. Ledgers show their newest ``LEDGER_PAGE`` rows and "More" adds as many, so
-the page costs a bounded number of queries however long the history; next-best products
-are computed only on request (``/members/{id}/next-best``), since they read the whole sales
-history into the analytics engine.
+cycles, messages, callback tasks and complaints (of the viewer's stores), staff notes (for
+staff of the member's home store) and the referral tree. Ledgers show their newest
+``LEDGER_PAGE`` rows and "More" adds as many, so the page costs a bounded number of queries
+however long the history; next-best products come in a fragment of their own
+(``/members/{id}/next-best``): the nightly refresh stores them, and only a database that
+has no stored ones yet computes them on request from the whole sales history.
 
 The profile goes through ``members.to_read(member, principal)``, which masks the phone for
 cashiers; templates never see the member's own row.
@@ -26,7 +27,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from patron.analytics import portraits, recommend, source
+from patron.analytics import portraits, recommend
 from patron.analytics import service as analytics
 from patron.analytics.tables import CategoryCycle, MemberScore
 from patron.auth.enums import Role
@@ -46,9 +47,10 @@ from patron.feedback.models import CallbackTask, Complaint
 from patron.loyalty import membership
 from patron.loyalty import service as loyalty
 from patron.loyalty.models import Membership, MembershipPlan, Tier
+from patron.members import notes
 from patron.members import service as members
 from patron.members.enums import Calendar, Channel, MemberStatus
-from patron.members.models import Member
+from patron.members.models import Member, MemberNote
 from patron.members.schemas import MemberCreate, MemberRead, MemberUpdate
 from patron.messaging import service as messaging
 from patron.offers import service as offers
@@ -220,7 +222,8 @@ LABELS_360: dict[str, str] = {
     "points:clawback": N_("Taken back by a refund"), "points:debt": N_("Owed"),
     "points:debt_settle": N_("Debt settled"), "points:expire": N_("Expired"),
     "points:adjust": N_("Adjustment"), "points:merge_in": N_("Merged in"),
-    "points:merge_out": N_("Merged out"),
+    "points:merge_out": N_("Merged out"), "points:transfer_in": N_("Received from a member"),
+    "points:transfer_out": N_("Given to a member"),
     "wallet:topup": N_("Top-up"), "wallet:spend": N_("Spent"),
     "wallet:spend_refund": N_("Refunded to the balance"), "wallet:topup_refund": N_("Cashed out"),
     "wallet:adjust": N_("Adjustment"), "wallet:merge_in": N_("Merged in"),
@@ -330,7 +333,8 @@ class Member360:
     referrer: MemberRead | None = None
     referrals: list[Referral] = field(default_factory=list)
     templates: list[CouponTemplate] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[MemberNote] = field(default_factory=list)  # newest first
+    notes_allowed: bool = False  # staff of the member's home store read and add notes
 
 
 def _tier_view(session: Session, page: Page, member_id: uuid.UUID) -> TierView:
@@ -391,12 +395,6 @@ def _referral_tree(session: Session, member_id: uuid.UUID) -> list[Referral]:
             seen.add(row.id)
         parents = level
     return roots
-
-
-def _notes(preferences: str) -> list[str]:
-    """The staff notes kept in "Preferences and notes" (lines ``NOTE_MARK`` starts)."""
-    return [line[len(NOTE_MARK):].strip() for line in reversed(preferences.splitlines())
-            if line.startswith(NOTE_MARK)]
 
 
 def gather(session: Session, page: Page, member: Member, *, limits: Mapping[str, int],
@@ -463,24 +461,20 @@ def gather(session: Session, page: Page, member: Member, *, limits: Mapping[str,
     view.referrals = _referral_tree(session, member_id)
     if has_role(page, Role.MANAGER.value):
         view.templates = offers.list_templates(session)
-    view.notes = _notes(member.preferences)
+    view.notes_allowed = notes.can_use_notes(principal, member)
+    if view.notes_allowed:
+        view.notes = notes.list_notes(session, principal=principal, member_id=member_id,
+                                      limit=NOTES_SHOWN)
     return view
 
 
 def next_best_products(session: Session, page: Page, member_id: uuid.UUID
                        ) -> list[tuple[str, str | None]]:
     """(product, the product bought that led to it) names, best first: item-to-item
-    collaborative filtering over the sales history (``analytics.recommend``)."""
-    settings = page.app.settings
-    tz = settings.default_timezone
-    as_of = local_today(page.app.clock, tz)  # the history up to now, not the snapshot's
-    with source.open_source(page.app.db, as_of=as_of, timezone=tz,
-                            tables=["lines", "products", "categories"]) as src:
-        again = recommend.replenishable_products(src.table("products"),
-                                                 src.table("categories"))
-        picks = recommend.recommend_for_member(
-            src.lines, member_id, as_of=as_of, replenishable=again, tz=tz,
-            settings=recommend.RecommendSettings(top_n=NEXT_BEST))
+    collaborative filtering over the sales history (``analytics.recommend``), as the
+    nightly refresh stored it (computed now only when the snapshot has none)."""
+    picks = recommend.next_best(session, page.app.db, member_id, clock=page.app.clock,
+                                tz=page.app.settings.default_timezone, top_n=NEXT_BEST)
     ids = {uuid.UUID(str(r.product_id)) for r in picks} | \
         {uuid.UUID(str(r.because)) for r in picks if r.because}
     products = catalog.get_products(session, ids=ids) if ids else {}
@@ -494,7 +488,7 @@ def next_best_products(session: Session, page: Page, member_id: uuid.UUID
 
 # ---------------------------------------------------------------- member 360: action forms
 
-NOTE_MARK = "✎ "  # how a staff note starts in "Preferences and notes"
+NOTES_SHOWN = 50  # the newest staff notes the member page lists
 #: The fields of each action's form ("key": the Idempotency-Key of a value-moving form);
 #: names are unique on the page, since every form's inputs are ``f-<name>``.
 ACTION_FIELDS: dict[str, tuple[str, ...]] = {
