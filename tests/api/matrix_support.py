@@ -162,7 +162,7 @@ def make_objects(session: Session, clock: FixedClock, world: World, secret: str)
              "promotion_id": str(promotion.id), "request_id": str(request.id),
              "user_id": str(spare_user.id), "key_id": str(spare_key.id),
              "store_id": str(world.store_b.id), "endpoint_id": str(uuid.uuid4()),
-             "sku": product.sku},
+             "sku": product.sku, "to_member_id": str(spare_member.id)},
         coupon_code=coupon.code, gift_card_code=gift[0].card.code,
         survey_token=invitation.token,
         unsubscribe_token=messaging.unsubscribe_token(secret, member.id, "sms"),

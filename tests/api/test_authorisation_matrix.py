@@ -137,6 +137,8 @@ POST   /api/v1/members/{member_id}/data-requests                    staff
 POST   /api/v1/members/{member_id}/erase                            owner
 GET    /api/v1/members/{member_id}/export                           manager @B
 GET    /api/v1/members/{member_id}/memberships                      any
+GET    /api/v1/members/{member_id}/notes                            staff @B
+POST   /api/v1/members/{member_id}/notes                            staff @B
 POST   /api/v1/members/{member_id}/merge                            manager
 GET    /api/v1/members/{member_id}/packages                         any
 POST   /api/v1/members/{member_id}/packages                         any
@@ -144,6 +146,7 @@ POST   /api/v1/members/{member_id}/packages/{package_id}/refund     manager
 POST   /api/v1/members/{member_id}/packages/{package_id}/visits     any
 GET    /api/v1/members/{member_id}/points                           any
 POST   /api/v1/members/{member_id}/points/adjustments               manager
+POST   /api/v1/members/{member_id}/points/transfers                 any
 GET    /api/v1/members/{member_id}/profile                          staff
 GET    /api/v1/members/{member_id}/referral-code                    any
 PUT    /api/v1/members/{member_id}/referrer                         any
@@ -320,7 +323,7 @@ POST   /members/{member_id}/coupons                                 manager
 POST   /members/{member_id}/delete                                  manager
 POST   /members/{member_id}/merge                                   manager
 GET    /members/{member_id}/next-best                               staff
-POST   /members/{member_id}/notes                                   staff
+POST   /members/{member_id}/notes                                   staff @B
 POST   /members/{member_id}/points                                  manager
 GET    /members/{member_id}/section/{name}                          staff
 POST   /members/{member_id}/topup                                   staff

@@ -89,6 +89,15 @@ def test_policy_is_changed_by_owners_only(client: TestClient, world: World) -> N
     bad = client.patch("/api/v1/messaging/policy", headers={"X-CSRF-Token": csrf},
                        json={"weekly_cap": -1})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "weekly_cap"
+    assert ok.json()["log_retention_days"] == 730
+    kept = client.patch("/api/v1/messaging/policy", headers={"X-CSRF-Token": csrf},
+                        json={"log_retention_days": 365})
+    assert kept.json()["log_retention_days"] == 365
+    short = client.patch("/api/v1/messaging/policy", headers={"X-CSRF-Token": csrf},
+                         json={"log_retention_days": 7})
+    assert short.status_code == 422
+    assert short.json()["errors"][0]["field"] == "log_retention_days"
+    assert client.get("/api/v1/messaging/policy").json()["log_retention_days"] == 365
 
 
 def test_care_rules_brand_wide_and_per_store(client: TestClient, world: World) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import uuid
+import zipfile
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -143,3 +146,56 @@ def test_data_requests_from_staff_and_from_the_member_page(
     with db.read() as s:
         states = {row.kind: row.status for row in s.scalars(select(DataRequest))}
     assert states == {"erasure": "done", "export": "cancelled"}
+
+
+def test_export_as_a_zip_of_csv_files_matches_the_json_and_is_audited(
+    client: TestClient, db: Database, world: World
+) -> None:
+    member_id = _member_with_history(client, db, world)
+    path = f"/api/v1/members/{member_id}/export"
+    login(client, "cashier-a")
+    refused = client.get(path, params={"format": "zip"})
+    assert refused.status_code == 403
+    login(client, "manager-a")
+    assert client.get(path, params={"format": "xml"}).status_code == 422
+    r = client.get(path, params={"format": "zip"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/zip"
+    assert re.fullmatch(rf'attachment; filename="patron-member-{member_id}-\d{{8}}\.zip"',
+                        r.headers["content-disposition"])
+    archive = zipfile.ZipFile(io.BytesIO(r.content))
+    data = client.get(path).json()
+    for table, rows in data["records"].items():
+        text = archive.read(f"records/{table}.csv").decode("utf-8-sig")
+        assert len(list(csv.DictReader(io.StringIO(text)))) == len(rows), table
+    profile = archive.read("profile.csv").decode("utf-8-sig")
+    assert NAME in profile and "+86" + PHONE in profile
+    login(client, "owner")
+    entries = client.get("/api/v1/audit", params={"action": "member.data_exported"}).json()
+    items = entries["items"] if isinstance(entries, dict) else entries
+    assert sorted(e["details"]["format"] for e in items) == ["json", "zip"]
+
+
+def test_notes_over_http_for_staff_of_the_home_store(
+    client: TestClient, db: Database, world: World
+) -> None:
+    r = client.post("/api/v1/members", headers=key_headers(world.key_a), json={
+        "name": NAME, "phone": PHONE, "home_store_id": str(world.store_a.id)})
+    member_id = r.json()["id"]
+    path = f"/api/v1/members/{member_id}/notes"
+    assert client.post(path, headers=key_headers(world.key_a),
+                       json={"body": "x"}).status_code == 403  # a note needs an author
+    csrf = {"X-CSRF-Token": login(client, "manager-b")}
+    assert client.post(path, json={"body": "x"}, headers=csrf).status_code == 403
+    assert client.get(path).status_code == 403
+    csrf = {"X-CSRF-Token": login(client, "cashier-a")}
+    too_long = client.post(path, json={"body": "x" * 2001}, headers=csrf)
+    assert too_long.status_code == 422 and "body" in too_long.text
+    blank = client.post(path, json={"body": "   "}, headers=csrf)
+    assert blank.status_code == 422 and '"body"' in blank.text
+    r = client.post(path, json={"body": "喜欢燕麦奶"}, headers=csrf)
+    assert r.status_code == 201, r.text
+    assert r.json()["author_name"] == "cashier-a" and r.json()["author_id"] == str(
+        world.cashier_a.id)
+    listed = client.get(path).json()
+    assert [n["body"] for n in listed] == ["喜欢燕麦奶"]

@@ -3,9 +3,9 @@
 ``rich_member`` gives the privacy tests a member whose personal data reaches as many tables
 as patron has: a sale (points earned, a coupon redeemed), a wallet top-up, coupons, queued
 and sent messages, an SMS reply, a complaint with its history, a call-back with a call, a
-survey answer, a sign-in code, a referral code, consent changes with notes, tags and an
-anniversary. ``find_strings`` then reads every column of every table (a table added later
-is read too) and reports where any of the given strings still appears.
+survey answer, a sign-in code, a referral code, consent changes with notes, a staff note,
+tags and an anniversary. ``find_strings`` then reads every column of every table (a table
+added later is read too) and reports where any of the given strings still appears.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from patron.feedback.enums import (
 )
 from patron.feedback.schemas import ComplaintCreate
 from patron.loyalty import service as loyalty
-from patron.members import otp
+from patron.members import notes, otp
 from patron.members import service as members
 from patron.members.enums import Channel
 from patron.members.models import Member
@@ -130,6 +130,8 @@ def rich_member(session: Session, clock: FixedClock, world: World,
                     comment=f"{name} liked it, mail {email}")
     otp.issue(session, clock=clock, secret=SECRET, region="CN", phone=phone, client="10.0.0.9")
     offers.referral_code_for(session, clock=clock, member_id=member.id)
+    notes.add_note(session, clock=clock, principal=cashier, member_id=member.id,
+                   body=f"{name} takes oat milk; call {phone} before delivery")
     session.flush()
     secrets = [name, email, e164, phone, f"likes oolong {tag}", f"tea-{tag}",
                f"wedding {tag}"]

@@ -23,7 +23,7 @@ from patron.feedback import service as feedback
 from patron.feedback.enums import CallbackReason
 from patron.loyalty import service as loyalty
 from patron.members import service as members
-from patron.members.models import Member
+from patron.members.models import Member, MemberNote
 from patron.messaging import service as messaging
 from patron.offers import service as offers
 from patron.offers.models import ReferralAttribution
@@ -385,20 +385,51 @@ def test_manager_issues_a_coupon_from_a_template(
     assert "Coupon issued." in page and "¥20 welcome back" in _section(page, "coupons")
 
 
-def test_a_note_is_dated_signed_and_shown_under_care(
+def test_notes_are_signed_dated_listed_newest_first_and_kept_apart_from_preferences(
+    client: TestClient, db: Database, clock: FixedClock, world: World, scene: Scene
+) -> None:
+    member = scene.shop.member
+    csrf = web_login(client, "cashier-a")
+    url = f"/members/{member.id}/notes"
+    r = client.post(url, data={"csrf_token": csrf, "note_text": "  "})
+    assert r.status_code == 422 and _field_error(r.text, "note_text") == "Write the note first"
+    r = client.post(url, data={"csrf_token": csrf, "note_text": "x" * 2001})
+    assert r.status_code == 422
+    assert _field_error(r.text, "note_text") == "At most 2000 characters"
+    r = client.post(url, data={"csrf_token": csrf, "note_text": "喜欢燕麦奶\n周末来店"},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    clock.advance(timedelta(minutes=5))
+    r = client.post(url, data={"csrf_token": csrf, "note_text": "换成豆奶"},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    care = _section(client.get(f"/members/{member.id}").text, "care")
+    assert care.index("换成豆奶") < care.index("喜欢燕麦奶\n周末来店")  # newest first, lines kept
+    assert care.count("cashier-a · <time") == 2
+    with db.read() as s:
+        rows = s.scalars(select(MemberNote).where(MemberNote.member_id == member.id)
+                         .order_by(MemberNote.created_at)).all()
+        assert [(n.body, n.author_id, n.author_name) for n in rows] == [
+            ("喜欢燕麦奶\n周末来店", world.cashier_a.id, "cashier-a"),
+            ("换成豆奶", world.cashier_a.id, "cashier-a")]
+        assert rows[1].created_at - rows[0].created_at == timedelta(minutes=5)
+        assert "喜欢燕麦奶" not in members.get_member(s, member_id=member.id).preferences
+
+
+def test_staff_of_another_store_neither_read_nor_add_notes(
     client: TestClient, db: Database, scene: Scene
 ) -> None:
     member = scene.shop.member
     csrf = web_login(client, "cashier-a")
-    r = client.post(f"/members/{member.id}/notes", data={"csrf_token": csrf, "note_text": "  "})
-    assert r.status_code == 422 and _field_error(r.text, "note_text") == "Write the note first"
-    r = client.post(f"/members/{member.id}/notes", data={
-        "csrf_token": csrf, "note_text": "喜欢燕麦奶\n周末来店"}, follow_redirects=False)
-    assert r.status_code == 303
-    care = _section(client.get(f"/members/{member.id}").text, "care")
-    assert re.search(r"\d{4}-\d\d-\d\d .+: 喜欢燕麦奶 / 周末来店", care)
+    client.post(f"/members/{member.id}/notes", data={"csrf_token": csrf, "note_text": "secret recipe 42"})
+    csrf = web_login(client, "manager-b")
+    page = client.get(f"/members/{member.id}").text
+    assert "Notes are kept by the member's home store." in _section(page, "care")
+    assert "secret recipe 42" not in page and 'id="act-note"' not in page
+    r = client.post(f"/members/{member.id}/notes", data={"csrf_token": csrf, "note_text": "x"})
+    assert r.status_code == 403
     with db.read() as s:
-        assert "喜欢燕麦奶" in members.get_member(s, member_id=member.id).preferences
+        assert s.scalar(select(func.count()).select_from(MemberNote)) == 1
 
 
 def test_log_a_call_on_the_open_task_and_refuse_a_bad_outcome(

@@ -294,14 +294,18 @@ def test_owner_sets_quiet_hours_and_cap_and_sends_a_test(
     csrf = web_login(client, "owner")
     page = client.get("/settings/messaging").text
     assert "log" in page and 'value="21:00"' in page
+    assert 'name="log_retention_days"' in page and 'value="730"' in page
     policy = {"csrf_token": csrf, "quiet_start": "22:00", "quiet_end": "08:30",
-              "weekly_cap": "2", "max_attempts": "5"}
+              "weekly_cap": "2", "max_attempts": "5", "log_retention_days": "365"}
     same = client.post("/settings/messaging", data=policy | {"quiet_end": "22:00"})
     assert same.status_code == 422 and 'id="e-quiet_end"' in same.text
     neg = client.post("/settings/messaging", data=policy | {"weekly_cap": "-1"})
     assert neg.status_code == 422 and 'id="e-weekly_cap"' in neg.text
     clock_time = client.post("/settings/messaging", data=policy | {"quiet_start": "25:00"})
     assert clock_time.status_code == 422 and 'id="e-quiet_start"' in clock_time.text
+    short = client.post("/settings/messaging", data=policy | {"log_retention_days": "30"})
+    assert short.status_code == 422 and 'id="e-log_retention_days"' in short.text
+    assert "between 90 and 3650 days" in short.text
     with db.read() as s:
         default = messaging.get_policy(s, clock=clock)
         assert (default.quiet_start, default.weekly_cap) == (time(21, 0), 3)
@@ -310,8 +314,8 @@ def test_owner_sets_quiet_hours_and_cap_and_sends_a_test(
     with db.read() as s:
         p = s.get(MessagingPolicy, 1)
         assert p is not None
-        assert (p.quiet_start, p.quiet_end, p.weekly_cap, p.max_attempts) == \
-            (time(22, 0), time(8, 30), 2, 5)
+        assert (p.quiet_start, p.quiet_end, p.weekly_cap, p.max_attempts,
+                p.log_retention_days) == (time(22, 0), time(8, 30), 2, 5, 365)
     bad_phone = client.post("/settings/messaging/test", data={
         "csrf_token": csrf, "channel": "sms", "recipient": "12"})
     assert bad_phone.status_code == 422 and 'id="e-recipient"' in bad_phone.text

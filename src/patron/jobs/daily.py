@@ -12,6 +12,7 @@ from patron.core.clock import Clock
 from patron.loyalty import membership
 from patron.loyalty import service as loyalty
 from patron.members import otp
+from patron.messaging import service as messaging
 from patron.offers import service as offers
 
 
@@ -39,6 +40,11 @@ def _otp(session: Session, clock: Clock) -> dict[str, int]:
     return {"pruned": otp.prune(session, clock=clock)}
 
 
+def _message_logs(session: Session, clock: Clock) -> dict[str, int]:
+    return messaging.purge_message_logs(session, clock=clock,
+                                        limit=messaging.PURGE_PER_RUN)
+
+
 JOBS: list[tuple[str, Callable[[Session, Clock], dict[str, Any]]]] = [
     ("points: release, expiring notices, expiry", _points),
     ("paid memberships: notices, expiry", _memberships),
@@ -46,6 +52,7 @@ JOBS: list[tuple[str, Callable[[Session, Clock], dict[str, Any]]]] = [
     ("coupons: expiry", _coupons),
     ("stamp rewards, visit packages, gift cards: expiry", _cards),
     ("one-time codes: forget the old ones", _otp),
+    ("message logs: remove content past the retention (decision 0004)", _message_logs),
 ]
 
 

@@ -147,3 +147,27 @@ class MemberMerge(Base):
     moved: Mapped[str] = mapped_column(Text, default="")  # JSON summary of moved rows
 
     __table_args__ = (UniqueConstraint("survivor_id", "merged_id"),)
+
+
+class MemberNote(Base):
+    """A staff note about a member, signed and dated: append-only (``members.notes``).
+
+    ``author_name`` is the author's user name when they wrote it, so the note still says who
+    wrote it after the account is renamed; notes moved out of the old "Preferences and notes"
+    text may have no ``author_id`` when the name no longer matches a user.
+    """
+
+    __tablename__ = "member_notes"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    author_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    author_name: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        # the member page lists a member's notes newest first
+        Index("ix_member_notes_member_created", "member_id", "created_at"),
+        CheckConstraint("length(body) <= 2000", name="body_length"),
+    )

@@ -11,19 +11,23 @@ ledger entries, a complaint's history). ``member_links`` computes these paths on
 
 *Export* (``export_member``) returns the profile, balances and every such row, table by
 table, as JSON-ready values; secrets (PIN and code hashes) are left out. Reading it is
-recorded in the audit log, and it fulfils the member's pending export requests.
+recorded in the audit log, and it fulfils the member's pending export requests. The same
+content comes as a zip of CSV files for a spreadsheet (``begin_zip_export`` checks, counts
+and audits; ``zip_export`` streams the zip as the rows are read, in batches). An erased
+member's export holds what erasure kept: it reads the same, blanked, rows.
 
 *Erasure* (``erase_member``) is irreversible and idempotent. Personal data goes: the profile
 is blanked (name, phone, e-mail, birthday, preferences, tags, anniversaries), the card number
 is replaced so the old card no longer finds anyone, message bodies and recipients, inbound
-texts, complaint and survey free text, call notes and consent notes are blanked, and one-time
-codes, referral codes and care dedupe records are deleted. Marketing consent is withdrawn
-(recorded as evidence, source ``erasure``) and unsent messages are suppressed, so nothing is
-sent any more. Ledgers, sales, coupons, cards and their totals are not touched: they stay
-linked to the same, now anonymous, member id, so ``sum(ledger) == balance`` and every report
-still add up (``patron doctor`` stays clean). What erasure does to each table is declared in
-``ERASURE``; a table that is about members but not declared there fails the privacy tests,
-so a new table must be classified before it ships. Merged duplicates of the member (their
+texts, complaint and survey free text, call notes, staff notes and consent notes are
+blanked, and one-time codes, referral codes and care dedupe records are deleted. Marketing
+consent is withdrawn (recorded as evidence, source ``erasure``) and unsent messages are
+suppressed, so nothing is sent any more. Ledgers, sales, coupons, cards and their totals
+are not touched: they stay linked to the same, now anonymous, member id, so
+``sum(ledger) == balance`` and every report still add up (``patron doctor`` stays clean).
+What erasure does to each table is declared in ``ERASURE``; a table that is about members
+but not declared there fails the privacy tests, so a new table must be classified before it
+ships. Merged duplicates of the member (their
 ``merged`` tombstones) are erased with them.
 
 Roles: a copy of the data is for owners and for managers of the member's home store (as the
@@ -34,16 +38,20 @@ by any staff user for them, and are listed for managers and owners to fulfil.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import secrets
 import uuid
-from collections.abc import Mapping, Sequence
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Table, delete, false, or_, select, update
+from sqlalchemy import Column, ColumnElement, Table, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from patron.auth import audit
@@ -52,6 +60,7 @@ from patron.auth.principal import Principal, require_role
 from patron.core.clock import Clock
 from patron.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from patron.core.models import Base
+from patron.core.money import format_minor
 from patron.loyalty import service as loyalty
 from patron.members import service as members
 from patron.members.enums import Channel, MemberStatus
@@ -193,6 +202,8 @@ ERASURE: Mapping[str, Erase] = {
     "referral_codes": Erase("a code that still finds the member", delete=True),
     "care_occasions": Erase("greeting dedupe keys name personal dates", delete=True),
     "consent_events": Erase("kept as evidence; staff notes are free text", {"note": ""}),
+    "member_notes": Erase("staff notes are free text about the person; who wrote one and "
+                          "when stay", {"body": ""}),
     "messages": Erase("bodies and recipients are personal",
                       {"recipient": "", "subject": "", "body": "", "html": None, "payload": {}}),
     "message_events": Erase("provider answers may quote the recipient", {"detail": ""}),
@@ -228,6 +239,8 @@ ERASURE: Mapping[str, Erase] = {
     "category_cycles": Erase("numbers about an anonymous id"),
     "member_profiles": Erase("numbers stay for the portraits' totals; family inferences go",
                              {"family_signals": "", "baby_first_on": None, "baby_days": 0}),
+    "points_transfers": Erase("ledger; the note is free text", {"note": ""}),
+    "next_best_products": Erase("recommendations profile the person", delete=True),
     "data_requests": Erase("the request and its fulfilment are evidence"),
     "member_erasures": Erase("the erasure itself"),
 }
@@ -295,14 +308,8 @@ def _with_merged(session: Session, member_id: uuid.UUID) -> list[uuid.UUID]:
     return found
 
 
-def export_member(session: Session, *, clock: Clock, principal: Principal,
-                  member_id: uuid.UUID) -> dict[str, Any]:
-    """Everything patron holds about the member, as JSON-ready values; audited.
-
-    ``records`` has one list per table with rows about the member (sales and their lines,
-    points and wallet ledgers, coupons, messages, complaints, callbacks, survey answers,
-    consents, scores...). Fulfils the member's pending export requests.
-    """
+def _exportable(session: Session, principal: Principal, member_id: uuid.UUID) -> Member:
+    """The member, if ``principal`` may have a copy of their data."""
     require_role(principal, Role.MANAGER, users_only=True)
     member = members.get_member(session, member_id=member_id)
     if not principal.can_access_store(member.home_store_id):
@@ -311,14 +318,17 @@ def export_member(session: Session, *, clock: Clock, principal: Principal,
     if member.status == MemberStatus.MERGED.value:
         raise Conflict("This record was merged; export the member it was merged into",
                        "member_id", code="merged")
-    ids = _with_merged(session, member.id)
+    return member
+
+
+def _summary(session: Session, *, clock: Clock, member: Member, ids: Sequence[uuid.UUID],
+             now: datetime) -> dict[str, Any]:
+    """The export's parts other than the per-table records: profile, consents, balances."""
     points = loyalty.balance(session, clock=clock, member_id=member.id)
     money = wallet.balance(session, member_id=member.id)
     tier = loyalty.member_tier(session, member_id=member.id)
-    records = {name: _rows(session, _table(name), ids) for name in sorted(member_links())}
     erasure = session.get(MemberErasure, member.id)
-    now = clock.now()
-    export: dict[str, Any] = {
+    return {
         "member_id": str(member.id),
         "exported_at": now.isoformat(),
         "erased_at": erasure.erased_at.isoformat() if erasure else None,
@@ -332,16 +342,246 @@ def export_member(session: Session, *, clock: Clock, principal: Principal,
         "wallet": {"principal_minor": money.principal_minor, "bonus_minor": money.bonus_minor,
                    "total_minor": money.total_minor},
         "tier": {"code": tier.code, "name": tier.name} if tier else None,
-        "records": {name: rows for name, rows in records.items() if rows},
     }
+
+
+def _exported(session: Session, *, clock: Clock, principal: Principal, member: Member,
+              now: datetime, export_format: str, tables: Mapping[str, int]) -> None:
+    """Close the member's pending export requests and record the copy in the audit log."""
     _close_pending(session, now=now, principal=principal, member_id=member.id,
                    kind=RequestKind.EXPORT, status=RequestStatus.DONE)
     audit.record(session, clock=clock, actor=principal, action="member.data_exported",
                  entity_type="member", entity_id=member.id, store_id=member.home_store_id,
-                 details={"tables": sorted(export["records"]),
-                          "rows": sum(len(r) for r in export["records"].values())})
+                 details={"tables": sorted(tables), "rows": sum(tables.values()),
+                          "format": export_format})
     session.flush()
+
+
+def export_member(session: Session, *, clock: Clock, principal: Principal,
+                  member_id: uuid.UUID) -> dict[str, Any]:
+    """Everything patron holds about the member, as JSON-ready values; audited.
+
+    ``records`` has one list per table with rows about the member (sales and their lines,
+    points and wallet ledgers, coupons, messages, complaints, callbacks, survey answers,
+    consents, scores, staff notes...). Fulfils the member's pending export requests.
+    """
+    member = _exportable(session, principal, member_id)
+    ids = _with_merged(session, member.id)
+    now = clock.now()
+    export = _summary(session, clock=clock, member=member, ids=ids, now=now)
+    records = {name: _rows(session, _table(name), ids) for name in sorted(member_links())}
+    export["records"] = {name: rows for name, rows in records.items() if rows}
+    _exported(session, clock=clock, principal=principal, member=member, now=now,
+              export_format="json",
+              tables={name: len(rows) for name, rows in export["records"].items()})
     return export
+
+
+# ---------------------------------------------------------------- export as a zip of CSV files
+#
+# The same content as the JSON export, one CSV file per part, for people who open it in a
+# spreadsheet: UTF-8 with a byte-order mark (Excel then reads Chinese correctly), a header
+# row, and next to every amount in minor units (``*_minor``) the amount formatted in the
+# deployment's currency. The records are read in batches and the zip is produced as it is
+# read, so a long history never sits in memory whole.
+
+ZIP_BATCH = 1000
+#: Cells as the CSV files write them: empty for None, true/false, JSON for lists and maps.
+TRUE, FALSE = "true", "false"
+
+
+def csv_cell(value: Any) -> str:
+    """One value as the CSV files write it (the JSON export's value, as text)."""
+    value = _plain(value)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return TRUE if value else FALSE
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def _is_money(name: str) -> bool:
+    return name.endswith("_minor")
+
+
+def _header_and_cells(columns: Sequence[str], currency: str
+                      ) -> tuple[list[str], Callable[[Mapping[Any, Any]], list[str]]]:
+    """The header (a ``*_formatted`` column after each ``*_minor`` one) and a row maker."""
+    header: list[str] = []
+    for name in columns:
+        header.append(name)
+        if _is_money(name):
+            header.append(name.removesuffix("_minor") + "_formatted")
+
+    def cells(row: Mapping[Any, Any]) -> list[str]:
+        out: list[str] = []
+        for name in columns:
+            value = row.get(name)
+            out.append(csv_cell(value))
+            if _is_money(name):
+                out.append(format_minor(value, currency) if isinstance(value, int) else "")
+        return out
+
+    return header, cells
+
+
+class _Sink(io.RawIOBase):
+    """An unseekable stream the zip is written to; ``drain`` hands over what it holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._parts.append(chunk)
+        return len(chunk)
+
+    def drain(self) -> bytes:
+        out = b"".join(self._parts)
+        self._parts.clear()
+        return out
+
+
+@dataclass(frozen=True)
+class ZipExport:
+    """What a zip export will hold, decided (and audited) before the first byte is sent."""
+
+    member_id: uuid.UUID
+    member_ids: tuple[uuid.UUID, ...]
+    summary: dict[str, Any]
+    tables: dict[str, int]  # rows per table about the member (non-empty ones only)
+    filename: str
+
+
+def begin_zip_export(session: Session, *, clock: Clock, principal: Principal,
+                     member_id: uuid.UUID) -> ZipExport:
+    """Check the caller may have a copy, count what it will hold and audit it.
+
+    The caller commits (the audit entry is durable before any data leaves), then streams
+    :func:`zip_export` from a session of its own.
+    """
+    member = _exportable(session, principal, member_id)
+    ids = _with_merged(session, member.id)
+    now = clock.now()
+    summary = _summary(session, clock=clock, member=member, ids=ids, now=now)
+    tables: dict[str, int] = {}
+    for name in sorted(member_links()):
+        count = session.scalar(select(func.count()).select_from(_table(name))
+                               .where(about(name, ids))) or 0
+        if count:
+            tables[name] = int(count)
+    _exported(session, clock=clock, principal=principal, member=member, now=now,
+              export_format="zip", tables=tables)
+    return ZipExport(member_id=member.id, member_ids=tuple(ids), summary=summary,
+                     tables=tables,
+                     filename=f"patron-member-{member.id}-{now:%Y%m%d}.zip")
+
+
+def _summary_rows(export: ZipExport) -> dict[str, tuple[list[str], list[dict[str, Any]]]]:
+    """The CSV files of the export's summary parts: (columns, rows) by file name."""
+    s = export.summary
+    profile_columns = ["record", *s["profile"]]
+    profiles = [{"record": "member", **s["profile"]},
+                *({"record": "merged", **p} for p in s["merged_records"])]
+    account = {"member_id": s["member_id"], "exported_at": s["exported_at"],
+               "erased_at": s["erased_at"],
+               **{f"points_{k}": v for k, v in s["points"].items()},
+               **{f"wallet_{k}": v for k, v in s["wallet"].items()},
+               "tier_code": s["tier"]["code"] if s["tier"] else None,
+               "tier_name": s["tier"]["name"] if s["tier"] else None}
+    return {
+        "profile.csv": (profile_columns, profiles),
+        "account.csv": (list(account), [account]),
+        "consents.csv": (["channel", "granted", "source", "at", "note"], s["consents"]),
+    }
+
+
+def _table_columns(name: str) -> list[str]:
+    omit = EXPORT_OMIT.get(name, frozenset())
+    return [c.name for c in _table(name).columns if c.name not in omit]
+
+
+ZIP_PARTS = {
+    "profile.csv": "the member's profile; a row per record merged into them follows",
+    "account.csv": "points and stored-value balances and the tier when exported",
+    "consents.csv": "every grant and withdrawal of marketing consent",
+}
+
+
+def _readme(export: ZipExport, summary: Mapping[str, tuple[list[str], list[Any]]],
+            currency: str) -> str:
+    lines = [
+        "A copy of the data patron holds about member " + str(export.member_id) + ",",
+        "exported at " + str(export.summary["exported_at"]) + ".",
+        "",
+        "Each .csv file is UTF-8 with a byte-order mark, one header row, comma-separated.",
+        "Empty cell: no value. true/false: yes/no. Times are UTC (ISO 8601).",
+        "Amounts: *_minor columns count the currency's smallest unit (fen, cents); the",
+        f"*_formatted column beside each is the same amount in {currency}.",
+        "Lists and maps are written as JSON.",
+        "",
+    ]
+    for name, (columns, _rows) in summary.items():
+        header, _ = _header_and_cells(columns, currency)
+        lines += [f"{name}: {ZIP_PARTS[name]}", "  columns: " + ", ".join(header), ""]
+    for table, count in export.tables.items():
+        header, _ = _header_and_cells(_table_columns(table), currency)
+        lines += [f"records/{table}.csv: {count} row(s) of table {table}",
+                  "  columns: " + ", ".join(header), ""]
+    return "\n".join(lines)
+
+
+def zip_export(session: Session, *, export: ZipExport, currency: str,
+               batch: int = ZIP_BATCH) -> Iterator[bytes]:
+    """The zip file's bytes, produced as the records are read (``batch`` rows at a time).
+
+    ``README.txt`` names every file and column; ``profile.csv``, ``account.csv`` and
+    ``consents.csv`` hold the JSON export's summary parts, and ``records/<table>.csv`` one
+    file per table with rows about the member (the JSON export's ``records``).
+    """
+    sink = _Sink()
+    summary = _summary_rows(export)
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("README.txt", _readme(export, summary, currency).encode("utf-8-sig"))
+        for name, (columns, rows) in summary.items():
+            header, cells = _header_and_cells(columns, currency)
+            _write_csv(zf, name, header, (cells(r) for r in rows))
+            yield sink.drain()
+        for table_name in export.tables:
+            table = _table(table_name)
+            header, cells = _header_and_cells(_table_columns(table_name), currency)
+            result = session.execute(
+                select(table).where(about(table_name, export.member_ids))
+                .order_by(*table.primary_key.columns)
+                .execution_options(yield_per=batch))
+            with zf.open(f"records/{table_name}.csv", "w") as raw:
+                text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+                writer = csv.writer(text)
+                writer.writerow(header)
+                for part in result.mappings().partitions():
+                    writer.writerows(cells(r) for r in part)
+                    text.flush()
+                    yield sink.drain()
+                text.detach()
+            yield sink.drain()
+    yield sink.drain()
+
+
+def _write_csv(zf: zipfile.ZipFile, name: str, header: list[str],
+               rows: Iterable[list[str]]) -> None:
+    with zf.open(name, "w") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        writer = csv.writer(text)
+        writer.writerow(header)
+        writer.writerows(rows)
+        text.flush()
+        text.detach()
 
 
 # ---------------------------------------------------------------- erasure

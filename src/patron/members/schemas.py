@@ -155,3 +155,24 @@ class MergeResult(BaseModel):
     survivor: MemberRead
     merged_id: uuid.UUID
     moved: dict[str, int]
+
+
+class NoteCreate(BaseModel):
+    """A staff note about the member (signed with the caller's user and dated now)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    body: str = Field(min_length=1, max_length=2000, description="The note, at most 2000 "
+                      "characters; notes are never edited, a correction is a new note")
+
+
+class NoteRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    member_id: uuid.UUID
+    author_id: uuid.UUID | None = Field(description="None for a note moved from the old "
+                                        "notes text whose author no longer has an account")
+    author_name: str
+    body: str
+    created_at: datetime

@@ -19,7 +19,7 @@ import uuid
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.core.models import Base, BigInt, JSONType, uuid_pk
@@ -55,9 +55,14 @@ class Message(Base):
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
+    # when the log retention removed the personal content (``purge_message_logs``)
+    purged_at: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_messages_due", "status", "not_before"),
+        # the retention job's work list: only rows not yet purged, oldest first
+        Index("ix_messages_unpurged", "created_at", sqlite_where=text("purged_at IS NULL"),
+              postgresql_where=text("purged_at IS NULL")),
         CheckConstraint("status IN ('queued', 'sending', 'sent', 'delivered', 'failed', "
                         "'dead', 'suppressed')", name="status"),
         CheckConstraint("purpose IN ('transactional', 'marketing')", name="purpose"),
@@ -77,7 +82,8 @@ class MessageEvent(Base):
 
 
 class MessagingPolicy(Base):
-    """The brand's sending rules (one row): quiet hours in each store's zone, weekly cap."""
+    """The brand's sending rules (one row): quiet hours in each store's zone, weekly cap,
+    and how long finished messages keep their personal content."""
 
     __tablename__ = "messaging_policy"
 
@@ -86,10 +92,14 @@ class MessagingPolicy(Base):
     quiet_end: Mapped[time] = mapped_column(default=time(9, 0))
     weekly_cap: Mapped[int] = mapped_column(default=3)  # marketing messages per member
     max_attempts: Mapped[int] = mapped_column(default=8)
+    # days a finished message keeps its body and recipient (decision 0004)
+    log_retention_days: Mapped[int] = mapped_column(default=730, server_default=text("730"))
     updated_at: Mapped[datetime]
 
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),
                       CheckConstraint("weekly_cap >= 0", name="weekly_cap"),
+                      CheckConstraint("log_retention_days BETWEEN 90 AND 3650",
+                                      name="log_retention_days"),
                       CheckConstraint("max_attempts BETWEEN 1 AND 50", name="max_attempts"))
 
 

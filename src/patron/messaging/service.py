@@ -27,7 +27,7 @@ import hashlib
 import hmac
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -401,6 +401,9 @@ def resend(session: Session, *, clock: Clock, actor: Principal | None,
     if message.status not in ("dead", "failed"):
         raise ValidationFailed("Only dead or failed messages can be re-sent", "message_id",
                                code="not_resendable")
+    if message.purged_at is not None:  # its text and address are gone (log retention)
+        raise ValidationFailed("This message's content was removed after the retention "
+                               "period; it cannot be re-sent", "message_id", code="purged")
     now = clock.now()
     message.status, message.attempts, message.not_before = "queued", 0, now
     message.reason, message.updated_at, message.sent_at = None, now, None
@@ -657,13 +660,15 @@ def message_for(session: Session, *, actor: Principal, message_id: uuid.UUID) ->
 # /messaging/policy applies, kept in the service so the page and the API agree, and a
 # test message to a member of staff through the real outbox and channel.
 
-POLICY_FIELDS = ("quiet_start", "quiet_end", "weekly_cap", "max_attempts")
+POLICY_FIELDS = ("quiet_start", "quiet_end", "weekly_cap", "max_attempts",
+                 "log_retention_days")
 
 
 def update_policy(session: Session, *, clock: Clock, actor: Principal,
                   changes: dict[str, Any]) -> MessagingPolicy:
     """An owner changes quiet hours (each store's local time), the weekly marketing cap
-    (0 = no marketing at all) or the delivery attempts; audited."""
+    (0 = no marketing at all), the delivery attempts or how many days finished messages
+    keep their content (``purge_message_logs``); audited."""
     require_role(actor, Role.OWNER, users_only=True)
     for key, value in changes.items():
         if key not in POLICY_FIELDS:
@@ -680,6 +685,10 @@ def update_policy(session: Session, *, clock: Clock, actor: Principal,
         raise ValidationFailed("The weekly cap is between 0 and 100", "weekly_cap")
     if "max_attempts" in changes and not 1 <= changes["max_attempts"] <= 50:
         raise ValidationFailed("Delivery attempts are between 1 and 50", "max_attempts")
+    low, high = RETENTION_DAYS
+    if "log_retention_days" in changes and not low <= changes["log_retention_days"] <= high:
+        raise ValidationFailed(f"Message logs are kept between {low} and {high} days",
+                               "log_retention_days")
     changed = {k: v for k, v in changes.items() if getattr(policy, k) != v}
     for key, value in changed.items():
         setattr(policy, key, value)
@@ -732,5 +741,76 @@ def policy_for_display(session: Session) -> MessagingPolicy:
         return policy
     columns = MessagingPolicy.__table__.c
     defaults = {name: columns[name].default.arg
-                for name in ("quiet_start", "quiet_end", "weekly_cap", "max_attempts")}
+                for name in POLICY_FIELDS}
     return MessagingPolicy(id=1, **defaults)
+
+
+# ---------------------------------------------------------------- log retention
+# Decision 0004: a finished message keeps its row -- its dedupe key (so the occasion is
+# never messaged twice), status, times, campaign and member ids (attribution, caps,
+# statistics) -- but loses what is personal in it (address, text, provider answers) once
+# it is older than the brand's ``log_retention_days``.
+
+#: The retention an owner may set, in days: at least a quarter (complaints about a message
+#: and delivery disputes come within weeks), at most ten years.
+RETENTION_DAYS = (90, 3650)
+#: States a message never leaves by itself; only these are purged (queued and sending
+#: messages still need their content).
+FINISHED = ("sent", "delivered", "failed", "dead", "suppressed")
+PURGE_BATCH = 500
+#: The most messages one nightly run purges: the daily jobs share one transaction, so this
+#: bounds how long it holds SQLite's write lock; a backlog (retention shortened, or a first
+#: run on years of messages) drains over the following nights.
+PURGE_PER_RUN = 50_000
+
+
+def _expire_loaded(session: Session, message_ids: set[uuid.UUID]) -> None:
+    """Forget what the session holds of purged messages and their events (the UPDATEs
+    went to the database only; reading the ids back for the session would cost more)."""
+    for obj in list(session.identity_map.values()):
+        if (isinstance(obj, Message) and obj.id in message_ids) or (
+                isinstance(obj, MessageEvent) and obj.message_id in message_ids):
+            session.expire(obj)
+
+
+def purge_message_logs(session: Session, *, clock: Clock, batch: int = PURGE_BATCH,
+                       limit: int | None = None,
+                       checkpoint: Callable[[], None] | None = None) -> dict[str, int]:
+    """Blank the personal content of finished messages past the brand's retention.
+
+    Works ``batch`` messages at a time, oldest first, each batch two short UPDATEs keyed
+    by primary key, and stops after ``limit`` messages (None: all that are due). A caller
+    whose session does nothing else may pass ``checkpoint`` (its commit), run after each
+    batch, so a big purge never holds its locks for long. Purged rows get ``purged_at``
+    and leave the partial index the next run reads, so running again finds nothing to do.
+    """
+    if batch < 1:
+        raise ValidationFailed("batch is 1 or more", "batch")
+    if limit is not None and limit < 1:
+        raise ValidationFailed("limit is 1 or more", "limit")
+    policy = get_policy(session, clock=clock)
+    now = clock.now()
+    cutoff = now - timedelta(days=policy.log_retention_days)
+    purged = events = 0
+    while limit is None or purged < limit:
+        size = batch if limit is None else min(batch, limit - purged)
+        ids = list(session.scalars(
+            select(Message.id).where(Message.purged_at.is_(None), Message.created_at < cutoff,
+                                     Message.status.in_(FINISHED))
+            .order_by(Message.created_at, Message.id).limit(size)))
+        if not ids:
+            break
+        session.execute(update(Message).where(Message.id.in_(ids)).values(
+            recipient="", subject="", body="", html=None, payload={}, purged_at=now)
+            .execution_options(synchronize_session=False))
+        result = session.execute(
+            update(MessageEvent).where(MessageEvent.message_id.in_(ids),
+                                       MessageEvent.detail != "").values(detail="")
+            .execution_options(synchronize_session=False))
+        _expire_loaded(session, set(ids))
+        purged += len(ids)
+        events += int(getattr(result, "rowcount", 0) or 0)
+        if checkpoint is not None:
+            checkpoint()
+    session.flush()
+    return {"purged": purged, "events_blanked": events}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 
 from patron.api.deps import Ctx, CurrentPrincipal, DbSession
 from patron.core.errors import NotFound, ValidationFailed
-from patron.members import rules
+from patron.members import notes, rules
 from patron.members import service as members
 from patron.members.enums import MemberStatus
 from patron.members.schemas import (
@@ -21,6 +21,8 @@ from patron.members.schemas import (
     MemberUpdate,
     MergeRequest,
     MergeResult,
+    NoteCreate,
+    NoteRead,
 )
 
 router = APIRouter(prefix="/members", tags=["members"])
@@ -125,3 +127,25 @@ def change_consent(ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
     return members.to_read(member, principal)
 
 
+
+
+# ---------------------------------------------------------------- staff notes (members.notes)
+
+
+@router.get("/{member_id}/notes", operation_id="list_member_notes")
+def list_notes(session: DbSession, principal: CurrentPrincipal, member_id: uuid.UUID,
+               limit: Annotated[int, Query(ge=1, le=notes.MAX_LIST)] = 100) -> list[NoteRead]:
+    """Staff notes about the member, newest first (staff of the member's home store)."""
+    rows = notes.list_notes(session, principal=principal, member_id=member_id, limit=limit)
+    return [NoteRead.model_validate(n) for n in rows]
+
+
+@router.post("/{member_id}/notes", status_code=status.HTTP_201_CREATED,
+             operation_id="add_member_note")
+def add_note(ctx: Ctx, session: DbSession, principal: CurrentPrincipal, member_id: uuid.UUID,
+             body: NoteCreate) -> NoteRead:
+    """Add a note, signed with the caller and dated now; notes are never edited."""
+    note = notes.add_note(session, clock=ctx.clock, principal=principal, member_id=member_id,
+                          body=body.body)
+    session.commit()
+    return NoteRead.model_validate(note)

@@ -153,12 +153,14 @@ class PolicyRead(BaseModel):
     quiet_end: LocalTime
     weekly_cap: int
     max_attempts: int
+    log_retention_days: int
 
     @classmethod
     def of(cls, policy: Any) -> PolicyRead:
         return cls(quiet_start=policy.quiet_start.strftime("%H:%M"),
                    quiet_end=policy.quiet_end.strftime("%H:%M"),
-                   weekly_cap=policy.weekly_cap, max_attempts=policy.max_attempts)
+                   weekly_cap=policy.weekly_cap, max_attempts=policy.max_attempts,
+                   log_retention_days=policy.log_retention_days)
 
 
 class PolicyUpdate(BaseModel):
@@ -166,6 +168,9 @@ class PolicyUpdate(BaseModel):
     quiet_end: LocalTime | None = None
     weekly_cap: int | None = Field(default=None, ge=0, le=100)
     max_attempts: int | None = Field(default=None, ge=1, le=50)
+    #: Days a finished message keeps its text and address (decision 0004).
+    log_retention_days: int | None = Field(default=None, ge=messaging.RETENTION_DAYS[0],
+                                           le=messaging.RETENTION_DAYS[1])
 
 
 @router.get("/messaging/policy", operation_id="get_messaging_policy")
@@ -177,7 +182,8 @@ def get_policy(ctx: Ctx, session: DbSession, principal: CurrentPrincipal) -> Pol
 @router.patch("/messaging/policy", operation_id="update_messaging_policy")
 def update_policy(ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
                   body: PolicyUpdate) -> PolicyRead:
-    """Quiet hours (each store's local time), weekly marketing cap, delivery attempts."""
+    """Quiet hours (each store's local time), weekly marketing cap, delivery attempts,
+    and how long finished messages keep their text and address."""
     changes: dict[str, Any] = body.model_dump(exclude_none=True)
     for key in ("quiet_start", "quiet_end"):
         if key in changes:

@@ -1,16 +1,20 @@
 """Members' privacy rights: a copy of their data, erasure, and the requests staff fulfil.
 
 Thin: the rules (who may, what is kept, what the audit log says) are in
-``members.privacy``. The export is a read that is audited, so it commits before answering.
+``members.privacy``. The export is a read that is audited, so it commits before answering;
+its zip form is streamed from a session of its own as the rows are read.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from patron.api.deps import Ctx, CurrentPrincipal, DbSession
@@ -57,11 +61,37 @@ class DataRequestRead(BaseModel):
     handled_by_id: uuid.UUID | None
 
 
-@router.get("/members/{member_id}/export", operation_id="export_member_data")
-def export_member(ctx: Ctx, session: DbSession, principal: CurrentPrincipal,
-                  member_id: uuid.UUID) -> dict[str, Any]:
+class ExportFormat(StrEnum):
+    JSON = "json"
+    ZIP = "zip"
+
+
+@router.get(
+    "/members/{member_id}/export", operation_id="export_member_data", response_model=None,
+    responses={200: {"description": "JSON, or with format=zip a zip of CSV files (UTF-8 "
+                                    "with BOM) and a README.txt naming every file and column",
+                     "content": {"application/json": {}, "application/zip": {}}}},
+)
+def export_member(
+    ctx: Ctx, session: DbSession, principal: CurrentPrincipal, member_id: uuid.UUID,
+    export_format: Annotated[ExportFormat, Query(alias="format")] = ExportFormat.JSON,
+) -> dict[str, Any] | StreamingResponse:
     """Everything patron holds about the member (profile, consents, ledgers, sales,
-    coupons, messages, complaints, callbacks, surveys, scores), as JSON; audited."""
+    coupons, messages, complaints, callbacks, surveys, scores, staff notes), as JSON or as
+    a zip of CSV files with the same content; audited either way."""
+    if export_format is ExportFormat.ZIP:
+        plan = privacy.begin_zip_export(session, clock=ctx.clock, principal=principal,
+                                        member_id=member_id)
+        session.commit()  # the audit entry is durable before any data leaves
+
+        def body() -> Iterator[bytes]:
+            # a session of its own: the request's is closed while the body still streams
+            with ctx.db.read() as read_session:
+                yield from privacy.zip_export(read_session, export=plan,
+                                              currency=ctx.settings.currency)
+
+        return StreamingResponse(body(), media_type="application/zip", headers={
+            "Content-Disposition": f'attachment; filename="{plan.filename}"'})
     export = privacy.export_member(session, clock=ctx.clock, principal=principal,
                                    member_id=member_id)
     session.commit()  # the audit entry is durable before any data leaves

@@ -29,29 +29,25 @@ from starlette.responses import Response
 from patron.auth import audit
 from patron.auth.enums import Role
 from patron.core import idempotency
-from patron.core.clock import local_today
 from patron.core.errors import NotFound, PatronError, PermissionDenied
 from patron.feedback import service as feedback
 from patron.feedback.enums import CallbackReason, CallOutcome
 from patron.feedback.schemas import ComplaintCreate
 from patron.loyalty import service as loyalty
-from patron.members import service as members
-from patron.members.schemas import MemberUpdate
+from patron.members import notes
 from patron.offers import service as offers
 from patron.wallet import service as wallet
 from patron.web.deps import Db, Page, PostedForm, SignedInPage, principal_of
 from patron.web.forms import Form, translate_error
 from patron.web.i18n import N_
 from patron.web.pages.cashier import parse_money
-from patron.web.pages.members import ACTION_FIELDS, NOTE_MARK, _render_member
+from patron.web.pages.members import ACTION_FIELDS, _render_member
 from patron.web.routing import web_router
 from patron.web.templating import FLASHES, has_role, redirect
 
 router = web_router()
 
 MAX_POINTS = loyalty.MAX_POINTS
-NOTE_LENGTH = 500
-PREFERENCES_LENGTH = 4000  # MemberUpdate.preferences
 
 # The messages after each action, registered with the shared flash table at import.
 FLASHES.update({
@@ -237,32 +233,24 @@ def issue_coupon(page: SignedInPage, session: Db, data: PostedForm,
 @router.post("/members/{member_id}/notes")
 def add_note(page: SignedInPage, session: Db, data: PostedForm,
              member_id: uuid.UUID) -> Response:
-    """Add a dated, signed line to the member's "Preferences and notes"."""
-    principal = principal_of(page)
+    """Add a signed, dated staff note to the member (``members.notes``: staff of the
+    member's home store; notes are never edited)."""
+    notes.member_for_notes(session, principal=principal_of(page), member_id=member_id)
     form = Form.posted(data, ACTION_FIELDS["note"])
-    text = " / ".join(line.strip() for line in form.get("note_text").splitlines()
-                      if line.strip())
+    text = form.get("note_text").strip()
     if not text:
         form.add("note_text", page.gettext(N_("Write the note first")))
-    elif len(text) > NOTE_LENGTH:
-        form.add("note_text", page.gettext(N_("At most %(n)s characters"), n=NOTE_LENGTH))
-    member = members.get_member(session, member_id=member_id)
-    day = local_today(page.app.clock, page.tz.key)
-    line = f"{NOTE_MARK}{day.isoformat()} {principal.label}: {text}"
-    notes = "\n".join(part for part in (member.preferences, line) if part)
-    if form.ok and len(notes) > PREFERENCES_LENGTH:
-        form.add("note_text", page.gettext(N_("The member's notes are full: shorten them in "
-                                              "the profile first")))
+    elif len(text) > notes.MAX_NOTE:
+        form.add("note_text", page.gettext(N_("At most %(n)s characters"), n=notes.MAX_NOTE))
     if not form.ok:
         return _refused(page, member_id, "note", form, session)
     try:
-        members.update_member(session, clock=page.app.clock, actor=principal,
-                              region=page.app.settings.default_region, member_id=member_id,
-                              data=MemberUpdate(preferences=notes))
+        notes.add_note(session, clock=page.app.clock, principal=principal_of(page),
+                       member_id=member_id, body=text)
     except PermissionDenied:
         raise
     except PatronError as exc:
-        _add_error(page, form, exc, {"preferences": "note_text"})
+        _add_error(page, form, exc, {"body": "note_text"})
         return _refused(page, member_id, "note", form, session)
     session.commit()
     return redirect(page, f"/members/{member_id}#care", flash="member_note_added")

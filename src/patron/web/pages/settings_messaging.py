@@ -1,5 +1,6 @@
-"""Messaging settings: quiet hours and the weekly cap (stored, owners change them), the
-channels (read-only: they are configured in the environment), and a test message.
+"""Messaging settings: quiet hours, the weekly cap and how long message logs keep their
+content (stored, owners change them), the channels (read-only: they are configured in the
+environment), and a test message.
 
 Channel settings are read from the environment each time the page is shown, the way the
 worker builds them, so the page shows what the next worker start would use; secrets are
@@ -31,7 +32,8 @@ router = web_router()
 FLASHES.update({"policy_saved": N_("Messaging rules saved."),
                 "test_queued": N_("Test message queued: the worker sends it within a minute.")})
 
-POLICY_FIELDS = ("quiet_start", "quiet_end", "weekly_cap", "max_attempts")
+POLICY_FIELDS = ("quiet_start", "quiet_end", "weekly_cap", "max_attempts",
+                 "log_retention_days")
 TEST_FIELDS = ("channel", "recipient")
 
 #: What each provider does, for the channel table.
@@ -86,14 +88,16 @@ def _page(page: Page, session: Session, form: Form, test_form: Form,
     channels, problem = channel_status()
     return render(page, "settings/messaging.html", status=status, form=form,
                   test_form=test_form, channels=channels, channel_problem=problem,
-                  counts=messaging.status_counts(session), can_edit=is_owner(page))
+                  counts=messaging.status_counts(session), can_edit=is_owner(page),
+                  retention=messaging.RETENTION_DAYS)
 
 
 def _policy_form(page: Page, session: Session) -> Form:
     p = messaging.get_policy(session, clock=page.app.clock)
     return Form.initial({"quiet_start": p.quiet_start.strftime("%H:%M"),
                          "quiet_end": p.quiet_end.strftime("%H:%M"),
-                         "weekly_cap": p.weekly_cap, "max_attempts": p.max_attempts},
+                         "weekly_cap": p.weekly_cap, "max_attempts": p.max_attempts,
+                         "log_retention_days": p.log_retention_days},
                         POLICY_FIELDS)
 
 
@@ -122,7 +126,7 @@ def save_policy(page: ManagerPage, session: Db, data: PostedForm) -> Response:
         if value is None and not form.error(name):
             form.add(name, page.gettext(N_("Enter a time such as 21:00")))
         changes[name] = value
-    for name in ("weekly_cap", "max_attempts"):
+    for name in ("weekly_cap", "max_attempts", "log_retention_days"):
         changes[name] = whole(form, page, name)
     done, status = run(page, form, lambda: messaging.update_policy(
         session, clock=page.app.clock, actor=principal_of(page), changes=changes))
