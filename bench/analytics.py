@@ -12,7 +12,7 @@ by its end (the child process that reads SQLite is reported separately). Beside 
 * ``lifetimes`` (BetaGeoFitter + GammaGammaFitter) on the same per-member summary, if it is
   importable. It is not a patron dependency and must not become one: to get that row, run
   the bench from a throwaway venv that has it (``uv venv /tmp/lt && uv pip install -p
-  /tmp/lt lifetimes -e .``).
+  /tmp/lt lifetimes ...``, then ``--lifetimes-python /tmp/lt/bin/python``).
 
     .venv/bin/python bench/analytics.py                      # 1,000,000 members
     .venv/bin/python bench/analytics.py --members 100000     # about 1,000,000 lines
@@ -32,12 +32,13 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from patron.analytics import scores, service, source
+from patron.analytics import service, source
 from patron.core import migrate
 from patron.core.clock import FixedClock
 from patron.core.db import Database, make_engine
@@ -224,28 +225,79 @@ def floor(path: str) -> dict[str, float]:
 
 # ---------------------------------------------------------------- lifetimes
 
+# The lifetimes pipeline end to end, as its documentation runs it: the member sales out of
+# SQLite into pandas, ``summary_data_from_transaction_data`` (daily, the store's local day),
+# BetaGeoFitter and GammaGammaFitter, then the same predictions the refresh stores
+# (P(alive), expected purchases in 30/90/365 days, 12-month CLV). It runs under another
+# interpreter (``--lifetimes-python``): lifetimes needs NumPy 1 and pandas 1, patron pins
+# NumPy 2, so it lives in a throwaway venv and is never a patron dependency.
+LIFETIMES_SCRIPT = r"""
+import json, resource, sqlite3, sys, time
+import numpy as np, pandas as pd
+from lifetimes import BetaGeoFitter, GammaGammaFitter
+from lifetimes.utils import summary_data_from_transaction_data
 
-def lifetimes_row(db: Database) -> tuple[str, str, str] | None:
-    """(label, seconds, detail) for lifetimes on the same summary, or None if missing."""
-    try:
-        from lifetimes import BetaGeoFitter, GammaGammaFitter  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    with source.open_source(db, as_of=AS_OF, timezone=TIMEZONE,
-                            tables=["sales", "members", "surveys", "holdings",
-                                    "lines"]) as src:
-        history = scores.member_history(src)
-    b = history.bought
-    x, t_x, age = history.frequency[b], history.t_x_days[b], history.age_days[b]
-    started = time.perf_counter()
-    bg = BetaGeoFitter().fit(x, t_x, age)
-    repeat = x > 0
-    gg = GammaGammaFitter().fit(x[repeat], history.repeat_monetary[b][repeat])
-    seconds = time.perf_counter() - started
-    p = bg.params_
-    return ("lifetimes BG/NBD + Gamma-Gamma fit", f"{seconds:.2f}",
-            f"r={p['r']:.3g} alpha={p['alpha']:.3g} a={p['a']:.3g} b={p['b']:.3g}; "
-            f"p={gg.params_['p']:.3g} q={gg.params_['q']:.3g} v={gg.params_['v']:.4g}")
+path, cutoff, as_of, offset_hours = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+marks, cpu = {}, {}
+
+
+def used():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def mark(step, t, c):
+    marks[step], cpu[step] = time.perf_counter() - t, used() - c
+    return time.perf_counter(), used()
+
+
+t, c = time.perf_counter(), used()
+con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+tx = pd.read_sql_query(
+    "SELECT member_id, occurred_at, total_minor - refunded_minor AS net FROM sales "
+    "WHERE member_id IS NOT NULL AND occurred_at < ? AND total_minor - refunded_minor > 0",
+    con, params=(cutoff,))
+tx["occurred_at"] = (pd.to_datetime(tx["occurred_at"], format="%Y-%m-%d %H:%M:%S.%f")
+                     + pd.Timedelta(hours=offset_hours))
+t, c = mark("read sales into pandas", t, c)
+summary = summary_data_from_transaction_data(
+    tx, "member_id", "occurred_at", monetary_value_col="net",
+    observation_period_end=pd.Timestamp(as_of), freq="D")
+t, c = mark("summary_data_from_transaction_data", t, c)
+bg = BetaGeoFitter().fit(summary["frequency"], summary["recency"], summary["T"])
+t, c = mark("BetaGeoFitter.fit", t, c)
+repeat = summary[summary["frequency"] > 0]
+gg = GammaGammaFitter().fit(repeat["frequency"], repeat["monetary_value"])
+t, c = mark("GammaGammaFitter.fit", t, c)
+f, r, T = summary["frequency"], summary["recency"], summary["T"]
+alive = bg.conditional_probability_alive(f, r, T)
+expected = [bg.conditional_expected_number_of_purchases_up_to_time(h, f, r, T)
+            for h in (30, 90, 365)]
+spend = gg.conditional_expected_average_profit(f, summary["monetary_value"])
+clv = gg.customer_lifetime_value(bg, f, r, T, summary["monetary_value"], time=12, freq="D",
+                                 discount_rate=0.01)
+mark("predict: P(alive), E[30/90/365], spend, CLV", t, c)
+p, q = bg.params_, gg.params_
+print(json.dumps({"marks": marks, "cpu": cpu, "customers": len(summary), "rows": len(tx),
+                  "params": {k: float(v) for k, v in [*p.items(), *q.items()]},
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def lifetimes_run(python: str, path: Path) -> dict[str, Any]:
+    """The lifetimes pipeline under ``python`` (a venv with lifetimes) on the same file."""
+    cutoff = source.cutoff_for(AS_OF, TIMEZONE)
+    offset = datetime.combine(AS_OF, datetime.min.time(),
+                              tzinfo=ZoneInfo(TIMEZONE)).utcoffset()
+    assert offset is not None
+    stamp = cutoff.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    done = subprocess.run([python, "-c", LIFETIMES_SCRIPT, str(path), stamp,
+                           AS_OF.isoformat(), str(int(offset.total_seconds() // 3600))],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"lifetimes failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 # ---------------------------------------------------------------- the refresh
@@ -294,6 +346,9 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--lifetimes-python", metavar="PYTHON",
+                        help="an interpreter with lifetimes installed (e.g. /tmp/lt/bin/python)"
+                             ": adds the lifetimes pipeline on the same file")
     parser.add_argument("--floor-child", help=argparse.SUPPRESS)
     parser.add_argument("--refresh-child", help=argparse.SUPPRESS)
     parser.add_argument("--generate-child", nargs=3, help=argparse.SUPPRESS)
@@ -323,7 +378,7 @@ def main() -> None:
     load = os.getloadavg()
     scan = _child("--floor-child", str(path))
     run = _child("--refresh-child", str(path))
-    lt = lifetimes_row(Database.from_url(f"sqlite:///{path}"))
+    lt = lifetimes_run(args.lifetimes_python, path) if args.lifetimes_python else None
 
     params, stages = run["params"], run["stages"]
     table = Table("stage", "seconds", "CPU s", "peak RSS (MB)", "what",
@@ -342,6 +397,13 @@ def main() -> None:
                   "", "", style="bold")
     table.add_row("(SQLite reading child)", "", "", f"{run['child_peak_mb']:,.0f}",
                   "the child process of the load stage (its CPU is in load)")
+    parts = params.get("parts", {})
+    for part, what_part in (("scores", "member summaries, category cycles, score, their write"),
+                            ("portraits", "profiles, tags, clusters and their write"),
+                            ("dashboard", "dashboard aggregates and next-best products")):
+        if part in parts:
+            table.add_row(f"  of which {part}", f"{parts[part]:.2f}", "", "",
+                          f"{what_part} (summed over the stages)", style="dim")
     console.print(table)
 
     other = Table("comparison", "seconds", "detail", title="Beside it")
@@ -354,13 +416,32 @@ def main() -> None:
                   f"a={params.get('a', 0):.3g} b={params.get('b', 0):.3g}; "
                   f"p={params.get('p', 0):.3g} q={params.get('q', 0):.3g} "
                   f"v={params.get('v', 0):.4g}")
+    total = sum(stages.values())
     if lt is None:
         other.add_row("lifetimes", "skipped",
                       "not installed (not a patron dependency); to compare: uv venv /tmp/lt && "
-                      "uv pip install -p /tmp/lt lifetimes -e . && /tmp/lt/bin/python "
-                      "bench/analytics.py")
+                      "uv pip install -p /tmp/lt lifetimes 'numpy<2' 'pandas<2' 'scipy<1.12' "
+                      "'setuptools<70', then --lifetimes-python /tmp/lt/bin/python")
     else:
-        other.add_row(*lt)
+        for step, seconds in lt["marks"].items():
+            other.add_row(f"lifetimes: {step}", f"{seconds:.2f}",
+                          f"CPU {lt['cpu'][step]:.2f} s", style="dim")
+        lt_total = sum(lt["marks"].values())
+        lp = lt["params"]
+        other.add_row("lifetimes end to end", f"{lt_total:.2f}",
+                      f"{lt['customers']:,} customers from {lt['rows']:,} sales; "
+                      f"r={lp['r']:.3g} alpha={lp['alpha']:.3g} a={lp['a']:.3g} "
+                      f"b={lp['b']:.3g}; p={lp['p']:.3g} q={lp['q']:.3g} v={lp['v']:.4g}; "
+                      f"peak RSS {lt['peak_mb']:,.0f} MB", style="bold")
+        other.add_row("lifetimes end to end / patron refresh", f"{lt_total / total:.2f}×",
+                      "the refresh also does portraits, dashboard aggregates and the writes")
+        if "scores" in parts:
+            alone = stages["load"] + stages["fit"] + parts["scores"]
+            other.add_row("lifetimes end to end / patron scores alone",
+                          f"{lt_total / alone:.2f}×",
+                          f"patron: load + summaries + fit + score + write = {alone:.2f} s")
+    other.add_row("patron refresh / DuckDB scan floor", f"{total / scan['sales_s']:.1f}×",
+                  "aim: within 3×")
     console.print(other)
     console.print(f"true BG/NBD (days): r={R} alpha={ALPHA} a={A} b={B}")
 

@@ -13,13 +13,25 @@ snapshot (``patron.analytics.service.refresh``, run for real):
 The page is requested through the app (FastAPI ``TestClient``, signed in as an owner), as
 a browser would. Rows of the table:
 
-* ``page, cold``: both figure caches empty. The page runs the snapshot's aggregate query
-  and, with no history figures cached yet, renders a placeholder that fetches them;
-* ``page, warm``: caches filled: every figure and chart is on the page, no query but the
-  session, the stores and the snapshot day;
-* ``history, cold``: ``/dashboard/history`` with the cache empty: the history is loaded
-  into DuckDB and every history view computed (once per scope and day in production);
+* ``page, cold``: every figure cache empty (snapshot, history, portraits). The page sums
+  the snapshot's groups and reads the history figures the refresh stored for the default
+  period (``analytics.aggregates``): every figure and chart is on the page; the same for
+  one store (``?store=``);
+* ``page, warm``: caches filled: no query but the session, the stores, the programme and
+  the snapshot day;
+* ``history, default period, cold``: ``/dashboard/history`` with the caches empty (the
+  stored figures);
+* ``history, another period, cold``: a period the refresh did not store: the history is
+  loaded into DuckDB and every history view computed (once per scope and day);
 * ``history, warm``: the same fragment from the cache.
+
+And beside it (``--member-pages``), the member page's next-best products
+(``/members/{id}/next-best``, read from ``next_best_products``) for random members (the
+page itself is ``bench/member_page.py``'s). The generated 1M history has no sale
+lines, so its refresh recommends nothing; for the read to be measured at production size,
+five rows a member are written straight into that table for the snapshot day first
+(only the row count and the primary-key lookups matter here, as in
+``bench/member_page.py``'s score rows).
 
     .venv/bin/python bench/dashboard_page.py                  # demo and 1M
     .venv/bin/python bench/dashboard_page.py --only demo
@@ -33,6 +45,7 @@ import os
 import sqlite3
 import statistics
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -52,6 +65,7 @@ from patron.core.clock import FixedClock
 from patron.core.db import Database, make_engine
 from patron.core.settings import Settings
 from patron.demo import DemoConfig, build_demo
+from patron.members import service as members
 
 OUT = Path(__file__).resolve().parent / "out"
 TIMEZONE = "Asia/Shanghai"
@@ -200,8 +214,9 @@ def prepare(name: str, path: Path, build: Callable[[Path], dict[str, int]], rebu
                       "nightly refresh ...")
         started = time.perf_counter()
         db = Database.from_url(f"sqlite:///{path}")
-        service.refresh(db, FixedClock(NOW), timezone=TIMEZONE, as_of=AS_OF)
-        console.print(f"[{name}] refresh {time.perf_counter() - started:.0f} s")
+        result = service.refresh(db, FixedClock(NOW), timezone=TIMEZONE, as_of=AS_OF)
+        console.print(f"[{name}] refresh {time.perf_counter() - started:.0f} s "
+                      f"(stages, s: {', '.join(f'{k} {v:.1f}' for k, v in result.stages.items())})")
         db.dispose()
     db = Database.from_url(f"sqlite:///{path}")
     with db.write() as session:
@@ -247,31 +262,84 @@ def _timed(client: TestClient, url: str, expect: str) -> float:
     return ms
 
 
-def measure(name: str, db: Database, path: Path, *, cold_history: int, warm: int) -> list[Row]:
-    client = _client(db, path)
-    page, fragment = "/", "/dashboard/history"
-    rows = [Row(name, "first request after start (templates compiled, caches cold)", []),
-            Row(name, "page, cold (snapshot query; history placeholder)", []),
-            Row(name, "page, warm (every figure and chart on the page)", []),
-            Row(name, "history, cold (DuckDB load + every history view)", []),
-            Row(name, "history, warm (from the cache)", [])]
-    first, cold_page, warm_page, cold_history_row, warm_history = rows
+def _clear() -> None:
     dashboard.HISTORY_CACHE.clear()
     dashboard.SNAPSHOT_CACHE.clear()
-    first.runs.append(_timed(client, page, 'hx-trigger="load"'))
+    dashboard.PORTRAIT_CACHE.clear()
+
+
+def measure(name: str, db: Database, path: Path, *, cold_history: int, warm: int) -> list[Row]:
+    client = _client(db, path)
+    with db.read() as session:
+        store = min(str(s.id) for s in members.list_stores(session))
+    page, fragment, full = "/", "/dashboard/history", 'id="dash-cohorts-chart"'
+    other = f"?from={(AS_OF - timedelta(days=179)).isoformat()}&to={AS_OF.isoformat()}"
+    rows = [Row(name, "first request after start (templates compiled, caches cold)", []),
+            Row(name, "page, cold (stored groups and history: every figure and chart)", []),
+            Row(name, "page of one store, cold (the same, ?store=)", []),
+            Row(name, "page, warm (every figure and chart on the page)", []),
+            Row(name, "history fragment, default period, cold (stored figures)", []),
+            Row(name, "history fragment, another period, cold (DuckDB load + views)", []),
+            Row(name, "history fragment, warm (from the cache)", [])]
+    first, cold_page, cold_store, warm_page, cold_default, cold_other, warm_history = rows
+    _clear()
+    first.runs.append(_timed(client, page, full))
     for _ in range(10):
-        dashboard.HISTORY_CACHE.clear()
-        dashboard.SNAPSHOT_CACHE.clear()
-        cold_page.runs.append(_timed(client, page, 'hx-trigger="load"'))
+        _clear()
+        cold_page.runs.append(_timed(client, page, full))
+        _clear()
+        cold_store.runs.append(_timed(client, f"{page}?store={store}", full))
+        _clear()
+        cold_default.runs.append(_timed(client, fragment, 'data-figure="active_members"'))
     for i in range(cold_history):
-        dashboard.HISTORY_CACHE.clear()
-        cold_history_row.runs.append(_timed(client, fragment, 'data-figure="active_members"'))
-        console.print(f"[{name}] history cold {i + 1}/{cold_history}: "
-                      f"{cold_history_row.runs[-1]:,.0f} ms")
-    _timed(client, page, 'data-figure="active_members"')  # first render of the full page
+        _clear()
+        cold_other.runs.append(_timed(client, fragment + other, 'data-figure="active_members"'))
+        console.print(f"[{name}] history of another period, cold {i + 1}/{cold_history}: "
+                      f"{cold_other.runs[-1]:,.0f} ms")
     for _ in range(warm):
-        warm_page.runs.append(_timed(client, page, 'id="dash-cohorts-chart"'))
+        warm_page.runs.append(_timed(client, page, full))
         warm_history.runs.append(_timed(client, fragment, 'data-figure="active_members"'))
+    client.close()
+    return rows
+
+
+def synthetic_next_best(path: Path) -> int:
+    """Five next-best rows for every member of the snapshot day, unless there are some."""
+    conn = sqlite3.connect(path)
+    try:
+        if conn.execute("SELECT 1 FROM next_best_products WHERE as_of = ? LIMIT 1",
+                        (AS_OF.isoformat(),)).fetchone():
+            return 0
+        ids = [row[0] for row in conn.execute("SELECT id FROM members ORDER BY id")]
+        rng = np.random.default_rng(3)
+        products = _ids(9, 500, rng)
+        picks = rng.integers(0, len(products), (len(ids), 5))
+        for start in range(0, len(ids), CHUNK):
+            conn.executemany(
+                "INSERT INTO next_best_products (as_of, member_id, rank, product_id, "
+                "because_id, score) VALUES (?, ?, ?, ?, ?, ?)",
+                [(AS_OF.isoformat(), ids[i], k + 1, products[picks[i, k]],
+                  products[picks[i, (k + 1) % 5]], 1.0 / (k + 1))
+                 for i in range(start, min(start + CHUNK, len(ids))) for k in range(5)])
+        conn.commit()
+        return len(ids) * 5
+    finally:
+        conn.close()
+
+
+def measure_member(name: str, db: Database, path: Path, *, pages: int) -> list[Row]:
+    added = synthetic_next_best(path)
+    if added:
+        console.print(f"[{name}] wrote {added:,} synthetic next-best rows")
+    conn = sqlite3.connect(path)
+    ids = [row[0] for row in conn.execute(
+        "SELECT member_id FROM next_best_products WHERE as_of = ? AND rank = 1 "
+        "ORDER BY random() LIMIT ?", (AS_OF.isoformat(), pages))]
+    conn.close()
+    client = _client(db, path)
+    rows = [Row(name, "next-best fragment /members/{id}/next-best (stored)", [])]
+    for raw in ids:
+        rows[0].runs.append(_timed(client, f"/members/{uuid.UUID(raw)}/next-best", "<ol"))
     client.close()
     return rows
 
@@ -281,6 +349,11 @@ def main() -> None:
     parser.add_argument("--only", choices=("demo", "1m"))
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--member-pages", type=int, default=0,
+                        help="also time this many member pages and next-best fragments")
+    parser.add_argument("--cold-history", type=int, default=1,
+                        help="runs of the history of a period not stored (each loads the "
+                             "history: tens of seconds at 1M)")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     results: list[Row] = []
@@ -288,16 +361,22 @@ def main() -> None:
     if args.only in (None, "demo"):
         path = OUT / "dashboard-demo.db"
         db = prepare("demo", path, generate_demo, args.rebuild)
-        results += measure("demo (20k members)", db, path, cold_history=3, warm=30)
+        results += measure("demo (20k members)", db, path, cold_history=args.cold_history,
+                           warm=30)
         db.dispose()
     if args.only in (None, "1m"):
         path = OUT / f"dashboard-{args.members}.db"
         db = prepare("1M", path, lambda p: generate_million(p, args.members), args.rebuild)
-        results += measure(f"{args.members:,} members", db, path, cold_history=2, warm=30)
+        results += measure(f"{args.members:,} members", db, path,
+                           cold_history=args.cold_history, warm=30)
+        if args.member_pages:
+            results += measure_member(f"{args.members:,} members", db, path,
+                                      pages=args.member_pages)
         db.dispose()
     table = Table("database", "request", "runs", "p50 ms", "p95 ms", "max ms",
                   title=f"dashboard at the server (SQLite; {os.cpu_count()} cores, "
                         f"load average {load:.1f} at the start)")
+    results = [row for row in results if row.runs]
     for row in results:
         table.add_row(row.database, row.what, str(len(row.runs)), f"{row.quantile(0.5):,.1f}",
                       f"{row.quantile(0.95):,.1f}", f"{max(row.runs):,.1f}")

@@ -16,7 +16,7 @@ from sklearn.metrics import adjusted_rand_score
 from sqlalchemy import func, select
 
 from patron.analytics import portraits, service
-from patron.analytics.portrait_tables import MemberProfile, Portrait
+from patron.analytics.portrait_tables import MemberProfile, Portrait, PortraitStoreFigures
 from patron.analytics.portraits import Clustering, PortraitConfig, PreviousPortrait
 from patron.analytics.tables import MemberScore
 from patron.core.clock import FixedClock
@@ -267,6 +267,24 @@ def test_member_profile_and_summary_reads(db: Database, world: World, seeded: Se
         only_b = portraits.portrait_summary(s, store_ids={world.store_b.id})
         assert sum(p.members for p in only_b) == 20
         assert sum(p.revenue_share for p in only_b) == pytest.approx(1.0)
+        # the scoped figures come from the sums the refresh stored; grouping the profiles
+        # and scores themselves gives the same, store by store and for both stores
+        assert s.scalar(select(func.count()).select_from(PortraitStoreFigures)) > 0
+        for stores in ([world.store_a.id], [world.store_b.id],
+                       [world.store_a.id, world.store_b.id]):
+            stored = portraits.portrait_summary(s, store_ids=set(stores))
+            scanned = portraits._scoped_scan(s, DAY, sorted(stores))
+            for view in stored:
+                n, net, before_n, kept_n, alive, clv, clv_mean = scanned.get(
+                    view.code, (0, 0, 0, 0, None, 0, None))
+                assert (view.members, view.revenue_365_minor, view.clv_total_minor) == (
+                    int(n), int(net), int(clv))
+                assert view.retention == (pytest.approx(int(kept_n) / int(before_n))
+                                          if before_n else None)
+                assert view.mean_p_alive == (None if alive is None
+                                             else pytest.approx(float(alive)))
+                assert view.clv_mean_minor == (None if clv_mean is None
+                                               else portraits._round(float(clv_mean)))
 
 
 # ---------------------------------------------------------------- the API

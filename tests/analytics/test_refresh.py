@@ -64,6 +64,8 @@ def test_refreshing_the_same_day_twice_gives_the_same_rows(db: Database,
     assert _rows(db, CategoryCycle, DAY) == cycles_once
     assert len(scores_once) == first.members == 25 and first.category_cycles == len(cycles_once)
     assert first.params["r"] == second.params["r"]
+    # the run records the seconds of its parts (scores, portraits, dashboard aggregates)
+    assert set(first.params["parts"]) == {"scores", "portraits", "dashboard"}
     with db.read() as s:
         runs = {r.id: r.status for r in s.scalars(select(AnalyticsRun))}
         assert runs == {first.run_id: "superseded", second.run_id: "succeeded"}

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Page as BrowserPage
+from sqlalchemy import delete
 
-from patron.analytics import dashboard
+from patron.analytics import dashboard, service
+from patron.analytics.tables import DashboardHistory
+from patron.core.clock import FixedClock
 from patron.core.db import Database
+from patron.core.settings import Settings
 from tests.analytics.test_dashboard import Shop, add_campaign, build_shop
 from tests.factories import PASSWORD, World
 from tests.web.helpers import web_login
@@ -28,9 +32,11 @@ def _fresh_caches() -> Iterator[None]:
     """The caches are per process; every test has its own database rows."""
     dashboard.HISTORY_CACHE.clear()
     dashboard.SNAPSHOT_CACHE.clear()
+    dashboard.PORTRAIT_CACHE.clear()
     yield
     dashboard.HISTORY_CACHE.clear()
     dashboard.SNAPSHOT_CACHE.clear()
+    dashboard.PORTRAIT_CACHE.clear()
 
 
 @pytest.fixture
@@ -71,6 +77,31 @@ def test_owner_sees_the_hand_computed_figures(client: TestClient, world: World,
     for chart in ("dash-bucket", "dash-pareto", "dash-cohorts", "dash-rfm", "dash-funnel"):
         assert f'data-chart="{chart}-data"' in again.text
     assert 'name="q"' in again.text and 'href="/members/new"' in again.text
+
+
+def test_after_the_nightly_refresh_the_first_page_carries_every_figure(
+        client: TestClient, world: World, shop: Shop, db: Database, clock: FixedClock,
+        settings: Settings) -> None:
+    """The refresh stored the default period's history of every store and each store: no
+    placeholder, and the same figures as computed on demand once they are gone."""
+    service.refresh(db, clock, timezone=settings.default_timezone, as_of=date(2026, 11, 22))
+    web_login(client, world.owner.username)
+    page = client.get("/")
+    assert page.status_code == 200 and 'hx-trigger="load"' not in page.text
+    shown = figures_of(page.text)
+    assert shown["active_members"] == "3" and 'data-chart="dash-cohorts-data"' in page.text
+    client.cookies.clear()
+    web_login(client, world.manager_b.username)
+    own = client.get("/")
+    assert 'hx-trigger="load"' not in own.text
+    assert figures_of(own.text)["active_members"] == "1"  # m4; m3 lapsed (store B)
+    with db.write() as s:
+        s.execute(delete(DashboardHistory))
+    dashboard.HISTORY_CACHE.clear()
+    client.cookies.clear()
+    web_login(client, world.owner.username)
+    live = figures_of(client.get("/dashboard/history").text)
+    assert live == {k: v for k, v in shown.items() if k in live} and len(live) == 8
 
 
 def test_store_filter(client: TestClient, world: World, shop: Shop) -> None:

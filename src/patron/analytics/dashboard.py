@@ -7,20 +7,26 @@ The figures come from three places with very different costs, so each is read th
 cost allows:
 
 1. **The nightly snapshot** (``member_scores``, written by ``service.refresh``): members at
-   risk and their predicted value, the RFM grid and the lifecycle funnel. One aggregate
-   query, grouped by (R score, FM score, segment, stage) — at most 5 × 5 × 6 groups — gives
-   all of them. Scores carry no store, so the store filter joins ``members`` for the home
-   store: a read of the members domain's table, like ``source``'s export path, because no
-   row-at-a-time service could feed an aggregate over a million scores. The result depends only on
-   the snapshot day and the scope, so it is kept in memory until a newer snapshot appears.
+   risk and their predicted value, the RFM grid and the lifecycle funnel, all sums over
+   groups of (R score, FM score, segment, stage). The refresh writes those groups per home
+   store (``aggregates``: ``dashboard_groups``, at most ~150 rows a store), so the page
+   sums a few hundred rows for any set of stores; grouping a million score rows took 4.7 s.
+   A snapshot without groups (written before they existed, or by hand) is grouped from its
+   scores instead, joining ``members`` for the home store: a read of the members domain's
+   table, like ``source``'s export path. The two give the same figures (a test compares
+   them). The result depends only on the snapshot day and the scope, so it is kept in
+   memory until a newer snapshot appears.
 2. **The sales history** (``views`` over ``source``): active and new members, repeat rate,
    churn, the leaky bucket, cohorts, the Pareto curve and the liabilities at the period's
    end. These need the whole history (a member's spells start years back), which at a
-   million members is a DuckDB load of tens of seconds, so they are computed once per
-   (stores, period, time zone, local day) and kept in memory for that day. The history up
-   to the period's last day does not change afterwards (refunds count when booked, the
-   source reads them as of the cutoff), so a day-keyed entry is never stale in substance;
-   the day in the key drops it at midnight in case history was imported late.
+   million members is a DuckDB load of tens of seconds. For the default period (the
+   twelve months to the snapshot day) of every store and of each store the nightly refresh
+   computes them with the same function (``aggregates.history_numbers``) and stores them,
+   so the page shows them at once; any other scope or period is computed on request, once
+   per (stores, period, time zone, local day), and kept in memory for that day. The
+   history up to the period's last day does not change afterwards (refunds count when
+   booked, the source reads them as of the cutoff), so a day-keyed entry is never stale in
+   substance; the day in the key drops it at midnight in case history was imported late.
 3. **Campaign results** (``campaigns.service.results``): the uplift of the period's
    campaigns with their confidence intervals, kept with the history figures of the day.
 
@@ -42,16 +48,20 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
-from patron.analytics import source, views
+from patron.analytics import aggregates, source, views
 from patron.analytics.portraits import PortraitView, portrait_summary
 from patron.analytics.service import latest_as_of
-from patron.analytics.tables import LIFECYCLE_STAGES, RFM_SEGMENTS, MemberScore
+from patron.analytics.tables import (
+    LIFECYCLE_STAGES,
+    RFM_SEGMENTS,
+    DashboardGroup,
+    MemberScore,
+)
 from patron.analytics.views import Period
 from patron.auth.enums import Role
 from patron.auth.principal import Principal, require_role, require_store
@@ -63,7 +73,7 @@ from patron.core.money import divide_round_half_up
 from patron.members.models import Member
 
 #: P(alive) below which a scored member counts as at risk (as ``views.revenue_at_risk``).
-AT_RISK_P_ALIVE = 0.5
+AT_RISK_P_ALIVE = aggregates.AT_RISK_P_ALIVE
 #: The most months a dashboard period may span (the cohort grid grows with its square).
 MAX_MONTHS = 36
 #: Campaigns shown in the uplift summary: the most recently launched of the period.
@@ -101,7 +111,7 @@ def resolve_scope(*, actor: Principal, clock: Clock, tz: str, store_id: uuid.UUI
     if last > yesterday:
         raise ValidationFailed("The period must end by yesterday (today is not over yet)",
                                "last_on", code="period_ends_in_future")
-    first = first_on or views.month_start(views.month_index(last) - 11)
+    first = first_on or aggregates.default_period(last).first_on
     if first > last:
         raise ValidationFailed("The period ends before it starts", "first_on",
                                code="period_reversed")
@@ -162,14 +172,39 @@ class SnapshotFigures:
 
 
 def snapshot_figures(session: Session, *, actor: Principal, scope: Scope,
-                     as_of: date | None = None) -> SnapshotFigures | None:
+                     as_of: date | None = None, scan: bool = False) -> SnapshotFigures | None:
     """At-risk members, the RFM grid and the lifecycle funnel of the latest snapshot (or
-    of ``as_of``) for the scope's members, in one aggregate query; None without one."""
+    of ``as_of``) for the scope's members; None without one. Read from the groups the
+    refresh wrote (``aggregates``: a few hundred rows), or, for a snapshot without them,
+    by grouping its scores (``scan=True`` forces this: the two agree)."""
     require_role(actor, Role.MANAGER, users_only=True)
     _check_within(actor, scope)
     day = as_of or latest_as_of(session)
     if day is None:
         return None
+    if not scan and aggregates.has_groups(session, day):
+        rows = session.execute(_group_sums(day, scope))
+    else:
+        rows = session.execute(_score_scan(day, scope))
+    return _snapshot(day, rows)
+
+
+def _group_sums(day: date, scope: Scope) -> Select[*tuple[Any, ...]]:
+    """The day's precomputed groups of the scope's home stores, summed over stores."""
+    g = DashboardGroup
+    stmt = (select(g.r_score, g.fm_score, g.rfm_segment, g.lifecycle_stage,
+                   func.sum(g.members), func.sum(g.revenue_365_minor), func.sum(g.clv_minor),
+                   func.sum(g.scored), func.sum(g.at_risk), func.sum(g.clv_scored_minor),
+                   func.sum(g.clv_at_risk_minor))
+            .where(g.as_of == day)
+            .group_by(g.r_score, g.fm_score, g.rfm_segment, g.lifecycle_stage))
+    if scope.store_ids is not None:
+        stmt = stmt.where(g.store_id.in_(sorted(scope.store_ids)))
+    return stmt
+
+
+def _score_scan(day: date, scope: Scope) -> Select[*tuple[Any, ...]]:
+    """The same sums grouped from the day's scores (one row per member)."""
     s = MemberScore
     risky = (s.p_alive.is_not(None)) & (s.p_alive < AT_RISK_P_ALIVE)
     scored = s.p_alive.is_not(None)
@@ -188,12 +223,15 @@ def snapshot_figures(session: Session, *, actor: Principal, scope: Scope,
         # Scores carry no store: the member's home store decides, as in ``views``.
         stmt = stmt.join(Member, Member.id == s.member_id).where(
             Member.home_store_id.in_(sorted(scope.store_ids)))
+    return stmt
+
+
+def _snapshot(day: date, rows: Any) -> SnapshotFigures:
     segments: dict[str, list[int]] = {}
     stages: dict[str, list[int]] = {}
     grid: dict[tuple[int, int, str], list[int]] = {}
     totals = [0, 0, 0, 0, 0]  # members, scored, at risk, clv scored, clv at risk
-    for r, fm, segment, stage, n, recent, value, n_scored, n_risky, v_scored, v_risky in \
-            session.execute(stmt):
+    for r, fm, segment, stage, n, recent, value, n_scored, n_risky, v_scored, v_risky in rows:
         n, recent, value = int(n), int(recent), int(value)
         for part, add in enumerate((n, int(n_scored), int(n_risky), int(v_scored),
                                     int(v_risky))):
@@ -292,46 +330,60 @@ def history_figures(db: Database, *, clock: Clock, actor: Principal, scope: Scop
 
     Takes the ``Database``, like ``service.refresh``: the load reads the database file in
     a child process (SQLite) or one COPY snapshot (PostgreSQL), outside the caller's
-    session.
+    session. The figures are ``aggregates.history_numbers``, which the nightly refresh
+    also stores for the default period (``stored_history_figures``).
     """
     require_role(actor, Role.MANAGER, users_only=True)
     _check_within(actor, scope)
+    _check_rate(points_per_major_redeemed)
+    started = time.perf_counter()
+    with source.open_source(db, as_of=scope.period.last_on, timezone=scope.tz,
+                            tables=HISTORY_TABLES) as src:
+        numbers = aggregates.history_numbers(src, period=scope.period, tz=scope.tz,
+                                             store_ids=scope.store_ids)
+    return _figures(scope, numbers, computed_at=clock.now(),
+                    seconds=time.perf_counter() - started,
+                    points_per_major_redeemed=points_per_major_redeemed,
+                    minor_per_major=minor_per_major)
+
+
+def stored_history_figures(session: Session, *, actor: Principal, scope: Scope,
+                           points_per_major_redeemed: int, minor_per_major: int
+                           ) -> HistoryFigures | None:
+    """The history figures the nightly refresh stored for this scope (the default period
+    of every store or of one store, as of a succeeded snapshot), or None: a few rows read,
+    nothing loaded. Liabilities are valued at today's redemption rate."""
+    require_role(actor, Role.MANAGER, users_only=True)
+    _check_within(actor, scope)
+    _check_rate(points_per_major_redeemed)
+    stored = aggregates.stored_history(session, period=scope.period, tz=scope.tz,
+                                       store_ids=scope.store_ids)
+    if stored is None:
+        return None
+    return _figures(scope, stored.numbers, computed_at=stored.computed_at,
+                    seconds=stored.seconds,
+                    points_per_major_redeemed=points_per_major_redeemed,
+                    minor_per_major=minor_per_major)
+
+
+def _check_rate(points_per_major_redeemed: int) -> None:
     if points_per_major_redeemed <= 0:
         raise ValidationFailed("points per currency unit must be positive",
                                "points_per_major_redeemed")
-    started = time.perf_counter()
-    period, tz, stores = scope.period, scope.tz, scope.store_ids
-    with source.open_source(db, as_of=period.last_on, timezone=tz,
-                            tables=HISTORY_TABLES) as src:
-        bucket = views.leaky_bucket(src.sales, src.members, period=period, tz=tz,
-                                    store_ids=stores)
-        cohorts = views.cohort_retention(src.sales, src.members, period=period, tz=tz,
-                                         store_ids=stores)
-        repeat = views.repeat_rate(src.sales, src.members, period=period, tz=tz,
-                                   store_ids=stores)
-        pareto = views.pareto(src.sales, period=period, tz=tz, store_ids=stores)
-        holdings = views.members_in_scope(src.members, stores).select("member_id").join(
-            src.holdings, "member_id")
-        rows = holdings.aggregate(points=holdings.points_available.sum(),
-                                  wallet=holdings.wallet_minor.sum()).to_pyarrow().to_pylist()
-        held: dict[str, object] = rows[0] if rows else {}
-    points = _as_int(held.get("points"))
-    active_start = sum(p.active_start for p in bucket.periods)
-    churned = sum(p.churned for p in bucket.periods)
+
+
+def _figures(scope: Scope, numbers: aggregates.HistoryNumbers, *, computed_at: datetime,
+             seconds: float, points_per_major_redeemed: int, minor_per_major: int
+             ) -> HistoryFigures:
+    points = numbers.points_outstanding
     return HistoryFigures(
-        scope=scope, computed_at=clock.now(),
-        seconds=time.perf_counter() - started,
-        active_members=bucket.periods[-1].active_end if bucket.periods else 0,
-        new_members=sum(p.joined for p in bucket.periods), repeat=repeat,
-        churn_rate=churned / active_start if active_start else None,
-        pareto=pareto, bucket=bucket, cohorts=cohorts, points_outstanding=points,
+        scope=scope, computed_at=computed_at, seconds=seconds,
+        active_members=numbers.active_members, new_members=numbers.new_members,
+        repeat=numbers.repeat, churn_rate=numbers.churn_rate, pareto=numbers.pareto,
+        bucket=numbers.bucket, cohorts=numbers.cohorts, points_outstanding=points,
         points_liability_minor=divide_round_half_up(points * minor_per_major,
                                                     points_per_major_redeemed),
-        stored_value_minor=_as_int(held.get("wallet")))
-
-
-def _as_int(value: object) -> int:
-    return int(value) if isinstance(value, int | float | Decimal) else 0
+        stored_value_minor=numbers.stored_value_minor)
 
 
 def campaign_uplift(session: Session, *, clock: Clock, actor: Principal, scope: Scope,
@@ -438,13 +490,20 @@ def history_key(*, db: Database, actor: Principal, scope: Scope, clock: Clock
 def cached_history(db: Database, *, clock: Clock, actor: Principal, scope: Scope,
                    points_per_major_redeemed: int, minor_per_major: int, currency: str,
                    cache: FigureCache[HistoryFigures] = HISTORY_CACHE) -> HistoryFigures:
-    """The history figures and campaign uplift of the scope, computed once a day."""
+    """The history figures and campaign uplift of the scope, once a day: those the
+    nightly refresh stored when it has them, else computed (the history load)."""
     from dataclasses import replace
 
     def compute() -> HistoryFigures:
-        figures = history_figures(db, clock=clock, actor=actor, scope=scope,
-                                  points_per_major_redeemed=points_per_major_redeemed,
-                                  minor_per_major=minor_per_major)
+        with db.read() as session:
+            figures = stored_history_figures(
+                session, actor=actor, scope=scope,
+                points_per_major_redeemed=points_per_major_redeemed,
+                minor_per_major=minor_per_major)
+        if figures is None:
+            figures = history_figures(db, clock=clock, actor=actor, scope=scope,
+                                      points_per_major_redeemed=points_per_major_redeemed,
+                                      minor_per_major=minor_per_major)
         with db.read() as session:
             uplift = campaign_uplift(session, clock=clock, actor=actor, scope=scope,
                                      currency=currency)
@@ -460,6 +519,28 @@ def peek_history(db: Database, *, clock: Clock, actor: Principal, scope: Scope,
     require_role(actor, Role.MANAGER, users_only=True)
     _check_within(actor, scope)
     return cache.peek(history_key(db=db, actor=actor, scope=scope, clock=clock))
+
+
+def ready_history(session: Session, db: Database, *, clock: Clock, actor: Principal,
+                  scope: Scope, points_per_major_redeemed: int, minor_per_major: int,
+                  currency: str, cache: FigureCache[HistoryFigures] = HISTORY_CACHE
+                  ) -> HistoryFigures | None:
+    """The history figures of the scope if they cost no history load: cached, or stored
+    by the nightly refresh (then cached, with the campaign uplift); else None, and the
+    page fetches them (``cached_history``) after it has rendered."""
+    found = peek_history(db, clock=clock, actor=actor, scope=scope, cache=cache)
+    if found is not None:
+        return found
+    if aggregates.scope_key(scope.store_ids) is None:
+        return None  # never stored: no need to look
+    stored = stored_history_figures(session, actor=actor, scope=scope,
+                                    points_per_major_redeemed=points_per_major_redeemed,
+                                    minor_per_major=minor_per_major)
+    if stored is None:
+        return None
+    return cached_history(db, clock=clock, actor=actor, scope=scope,
+                          points_per_major_redeemed=points_per_major_redeemed,
+                          minor_per_major=minor_per_major, currency=currency, cache=cache)
 
 
 def cached_snapshot(session: Session, db: Database, *, actor: Principal, scope: Scope,

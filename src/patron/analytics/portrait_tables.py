@@ -14,6 +14,9 @@ profile and the scores it sits beside always come from the same snapshot.
 * ``portraits``: the clusters of one snapshot: stable code (``P3`` stays ``P3`` across
   refreshes, see ``portraits``), centroid, words in English and Chinese, size, revenue
   share, retention and CLV.
+* ``portrait_store_figures``: per (snapshot, home store, portrait) the sums a store-scoped
+  summary adds up, so a manager's dashboard reads a few rows instead of grouping a
+  million profiles joined to their scores at request time.
 
 The meaning of every column, feature and tag is in docs/portraits.md.
 """
@@ -143,4 +146,32 @@ class Portrait(Base):
         UniqueConstraint("as_of", "code", name="uq_portraits_as_of_code"),
         CheckConstraint("members >= 0", name="members"),
         CheckConstraint("retention IS NULL OR retention BETWEEN 0 AND 1", name="retention"),
+    )
+
+
+class PortraitStoreFigures(Base):
+    """Sums over the members of one home store and one portrait (``portrait_code`` NULL:
+    members without a portrait, who still count in a store's revenue) in one snapshot.
+
+    Means are kept as (sum, count) so that several stores add up exactly; ``home_store_id``
+    NULL collects members without a home store.
+    """
+
+    __tablename__ = "portrait_store_figures"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    as_of: Mapped[date] = mapped_column(index=True)
+    home_store_id: Mapped[uuid.UUID | None]
+    portrait_code: Mapped[str | None] = mapped_column(String(8))
+    members: Mapped[int]
+    net_365_minor: Mapped[int] = mapped_column(BigInt)
+    active_before: Mapped[int]  # members who bought in the 90 days before the last 90
+    kept: Mapped[int]  # ... and bought again in the last 90
+    p_alive_sum: Mapped[float] = mapped_column(Float)
+    p_alive_count: Mapped[int]
+    clv_sum_minor: Mapped[int] = mapped_column(BigInt)
+    clv_count: Mapped[int]
+
+    __table_args__ = (
+        CheckConstraint("members >= 0", name="members"),
     )

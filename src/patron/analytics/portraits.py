@@ -62,7 +62,7 @@ from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session
 
 from patron.analytics import profile, tags
-from patron.analytics.portrait_tables import MemberProfile, Portrait
+from patron.analytics.portrait_tables import MemberProfile, Portrait, PortraitStoreFigures
 from patron.analytics.profile import Collected, ProfileConfig
 from patron.analytics.source import Source
 from patron.analytics.tables import AnalyticsRun, MemberScore
@@ -656,6 +656,7 @@ def _delete_day(db: Database, as_of: date) -> None:
             break
     with db.write() as session:
         session.execute(delete(Portrait).where(Portrait.as_of == as_of))
+        session.execute(delete(PortraitStoreFigures).where(PortraitStoreFigures.as_of == as_of))
 
 
 def write(db: Database, *, as_of: date, computed: Computed) -> None:
@@ -668,18 +669,39 @@ def write(db: Database, *, as_of: date, computed: Computed) -> None:
     analytics._insert(db, MemberProfile.__tablename__, table.select(list(PROFILE_COLUMNS)))
     with db.write() as session:
         session.add_all(Portrait(as_of=as_of, **row) for row in computed.portraits)
+    with db.write() as session:
+        session.add_all(_store_figures(session, as_of))
+
+
+def _store_figures(session: Session, day: date) -> list[PortraitStoreFigures]:
+    """The day's per (home store, portrait) sums, from the profiles and scores just
+    written: one GROUP BY at refresh time instead of one per store-scoped page view."""
+    p, s = MemberProfile, MemberScore
+    before = case((s.net_prev_90_minor > 0, 1), else_=0)
+    kept = case(((s.net_prev_90_minor > 0) & (s.net_90_minor > 0), 1), else_=0)
+    rows = session.execute(
+        select(p.home_store_id, p.portrait_code, func.count(),
+               func.coalesce(func.sum(s.net_365_minor), 0), func.coalesce(func.sum(before), 0),
+               func.coalesce(func.sum(kept), 0), func.coalesce(func.sum(s.p_alive), 0.0),
+               func.count(s.p_alive), func.coalesce(func.sum(s.clv_minor), 0),
+               func.count(s.clv_minor))
+        .join(s, (s.as_of == p.as_of) & (s.member_id == p.member_id))
+        .where(p.as_of == day)
+        .group_by(p.home_store_id, p.portrait_code)).all()
+    return [PortraitStoreFigures(
+        as_of=day, home_store_id=store, portrait_code=code, members=int(n),
+        net_365_minor=int(net), active_before=int(before_n), kept=int(kept_n),
+        p_alive_sum=float(alive), p_alive_count=int(alive_n), clv_sum_minor=int(clv),
+        clv_count=int(clv_n))
+        for store, code, n, net, before_n, kept_n, alive, alive_n, clv, clv_n in rows]
 
 
 def prune(db: Database) -> list[date]:
     """Delete the days whose scores are gone (``service.prune`` decides which days stay),
     except a day a refresh is still writing."""
-    with db.read() as session:
-        scored = set(session.scalars(select(MemberScore.as_of).distinct()))
-        running = set(session.scalars(select(AnalyticsRun.as_of).where(
-            AnalyticsRun.status == "running")))
-        present = set(session.scalars(select(MemberProfile.as_of).distinct())) | set(
-            session.scalars(select(Portrait.as_of).distinct()))
-    doomed = sorted(present - scored - running)
+    from patron.analytics import service  # the snapshot's owner (no import cycle)
+
+    doomed = service.days_behind_scores(db, MemberProfile, Portrait, PortraitStoreFigures)
     for day in doomed:
         _delete_day(db, day)
     return doomed
@@ -870,17 +892,21 @@ def portrait_summary(session: Session, *, store_ids: Collection[uuid.UUID] | Non
 
 def _scoped(session: Session, day: date, stored: list[Portrait],
             store_ids: list[uuid.UUID]) -> list[PortraitView]:
-    p, s = MemberProfile, MemberScore
-    before = case((s.net_prev_90_minor > 0, 1), else_=0)
-    kept = case(((s.net_prev_90_minor > 0) & (s.net_90_minor > 0), 1), else_=0)
-    rows = session.execute(
-        select(p.portrait_code, func.count(), func.coalesce(func.sum(s.net_365_minor), 0),
-               func.sum(before), func.sum(kept), func.avg(s.p_alive),
-               func.coalesce(func.sum(s.clv_minor), 0), func.avg(s.clv_minor))
-        .join(s, (s.as_of == p.as_of) & (s.member_id == p.member_id))
-        .where(p.as_of == day, p.home_store_id.in_(store_ids))
-        .group_by(p.portrait_code)).all()
-    by_code = {code: row for code, *row in rows}
+    f = PortraitStoreFigures
+    by_code: dict[str | None, tuple[Any, ...]] = {}
+    if session.scalar(select(f.id).where(f.as_of == day).limit(1)) is not None:
+        for code, n, net, before_n, kept_n, alive, alive_n, clv, clv_n in session.execute(
+                select(f.portrait_code, func.sum(f.members), func.sum(f.net_365_minor),
+                       func.sum(f.active_before), func.sum(f.kept), func.sum(f.p_alive_sum),
+                       func.sum(f.p_alive_count), func.sum(f.clv_sum_minor),
+                       func.sum(f.clv_count))
+                .where(f.as_of == day, f.home_store_id.in_(store_ids))
+                .group_by(f.portrait_code)):
+            by_code[code] = (n, net, before_n, kept_n,
+                             float(alive) / int(alive_n) if alive_n else None, clv,
+                             int(clv) / int(clv_n) if clv_n else None)
+    else:  # a snapshot written before the sums were kept
+        by_code = _scoped_scan(session, day, store_ids)
     clustered = sum(int(r[0]) for code, r in by_code.items() if code is not None)
     revenue = sum(int(r[1]) for r in by_code.values())
     out = []
@@ -897,3 +923,19 @@ def _scoped(session: Session, day: date, stored: list[Portrait],
             clv_total_minor=int(clv),
             clv_mean_minor=None if clv_mean is None else _round(float(clv_mean))))
     return out
+
+
+def _scoped_scan(session: Session, day: date, store_ids: list[uuid.UUID]
+                 ) -> dict[str | None, tuple[Any, ...]]:
+    """The store-scoped figures grouped from the profiles and scores themselves."""
+    p, s = MemberProfile, MemberScore
+    before = case((s.net_prev_90_minor > 0, 1), else_=0)
+    kept = case(((s.net_prev_90_minor > 0) & (s.net_90_minor > 0), 1), else_=0)
+    rows = session.execute(
+        select(p.portrait_code, func.count(), func.coalesce(func.sum(s.net_365_minor), 0),
+               func.sum(before), func.sum(kept), func.avg(s.p_alive),
+               func.coalesce(func.sum(s.clv_minor), 0), func.avg(s.clv_minor))
+        .join(s, (s.as_of == p.as_of) & (s.member_id == p.member_id))
+        .where(p.as_of == day, p.home_store_id.in_(store_ids))
+        .group_by(p.portrait_code)).all()
+    return {code: tuple(row) for code, *row in rows}

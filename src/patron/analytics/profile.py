@@ -115,6 +115,26 @@ def family_signals(categories: list[tuple[str, str, str]],
     return found
 
 
+def _ranked(key: str, value: str, top: int) -> str:
+    """Aggregates pivoting the ``top`` ranked rows of a member into columns ``key_1``,
+    ``value_1``, … (``any_value`` with a filter per rank: an ordered ``list()`` aggregate
+    sorts inside every group, which was the costliest step of the whole query)."""
+    return ", ".join(f"any_value({key}) FILTER (WHERE rank = {r}) AS {key}_{r}, "
+                     f"any_value({value}) FILTER (WHERE rank = {r}) AS {value}_{r}"
+                     for r in range(1, top + 1))
+
+
+def _favourites_json(alias: str, key: str, value: str, top: int, shown: str) -> str:
+    """The pivoted favourites of :func:`_ranked` as a JSON array of ``{"id", value}``
+    objects in rank order (``[]`` without any)."""
+    items = ", ".join(
+        f"CASE WHEN {alias}.{key}_{r} IS NOT NULL THEN {{'id': CAST({alias}.{key}_{r} AS "
+        f"VARCHAR), '{value}': {shown.format(f'{alias}.{value}_{r}')}}} END"
+        for r in range(1, top + 1))
+    return (f"coalesce(CAST(to_json(list_filter([{items}], x -> x IS NOT NULL)) AS VARCHAR),"
+            " '[]')")
+
+
 def _sql(src: Source, config: ProfileConfig) -> str:
     cutoff = src.cutoff
     since_365 = src.as_of - timedelta(days=365)
@@ -156,20 +176,13 @@ def _sql(src: Source, config: ProfileConfig) -> str:
         FROM by_category),
     categories AS (
         SELECT member_id, count(*) AS categories,
-               any_value(category_id) FILTER (WHERE rank = 1) AS top_category_id,
-               any_value(share) FILTER (WHERE rank = 1) AS top_category_share,
-               to_json(list({{'id': CAST(category_id AS VARCHAR),
-                              'share': round(share, 4)}} ORDER BY rank)
-                       FILTER (WHERE rank <= {top})) AS favourite_categories,
+               {_ranked("category_id", "share", top)},
                sum(spend) AS category_spend,
                coalesce(sum(spend) FILTER (WHERE category_id IN (
                    SELECT category_id FROM pf_family)), 0) AS family_spend
         FROM ranked_categories GROUP BY member_id),
     products AS (
-        SELECT member_id,
-               any_value(product_id) FILTER (WHERE rank = 1) AS top_product_id,
-               to_json(list({{'id': CAST(product_id AS VARCHAR), 'quantity': quantity}}
-                            ORDER BY rank)) AS favourite_products
+        SELECT member_id, {_ranked("product_id", "quantity", top)}
         FROM (SELECT member_id, product_id, quantity,
                      row_number() OVER (PARTITION BY member_id ORDER BY quantity DESC,
                                         spend DESC, product_id) AS rank
@@ -210,11 +223,13 @@ def _sql(src: Source, config: ProfileConfig) -> str:
            b.discount_minor, b.gross_minor, b.weekend_sales, b.evening_sales,
            coalesce(b.stores, 0) AS stores,
            coalesce(c.categories, 0) AS categories,
-           CAST(c.top_category_id AS VARCHAR) AS top_category_id, c.top_category_share,
-           coalesce(CAST(c.favourite_categories AS VARCHAR), '[]') AS favourite_categories,
+           CAST(c.category_id_1 AS VARCHAR) AS top_category_id,
+           c.share_1 AS top_category_share,
+           {_favourites_json("c", "category_id", "share", top, "round({}, 4)")}
+               AS favourite_categories,
            c.category_spend, c.family_spend,
-           CAST(p.top_product_id AS VARCHAR) AS top_product_id,
-           coalesce(CAST(p.favourite_products AS VARCHAR), '[]') AS favourite_products,
+           CAST(p.product_id_1 AS VARCHAR) AS top_product_id,
+           {_favourites_json("p", "product_id", "quantity", top, "{}")} AS favourite_products,
            CAST(s.store_id AS VARCHAR) AS preferred_store_id, s.n AS preferred_store_sales,
            w.weekday AS preferred_weekday, h.hour AS preferred_hour,
            coalesce(ch.sms_messages, 0) AS sms_messages,

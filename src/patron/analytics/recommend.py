@@ -28,6 +28,11 @@ are ranked by confidence among those bought with p at least ``min_common`` times
 with lift above ``min_lift`` (by default 1: more often with p than on their own), so a
 best seller that is in every basket anyway is not offered as a companion.
 
+**Precomputed**: the nightly refresh stores every member's top products
+(``precompute``, written by ``aggregates`` to ``next_best_products``), so the member page
+and templates read a few rows (``next_best``); only when the latest snapshot has no such
+rows (none yet, or written before they existed) is one member's list computed on demand.
+
 Everything is one Ibis expression per call (a self-join of baskets on the member or the
 sale, group-bys and window ranks), executed by the engine: no Python loop over pairs.
 Lines are canonical ``lines`` rows; a line counts when its kept ``quantity`` is positive
@@ -44,8 +49,14 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from patron.analytics import views
+from patron.analytics import source, views
+from patron.analytics.tables import AnalyticsRun, NextBestProduct
+from patron.core.clock import Clock, local_today
+from patron.core.db import Database
 from patron.core.errors import FieldProblem, ValidationFailed
 
 Id = uuid.UUID | str
@@ -191,9 +202,13 @@ def recommendations(lines: ir.Table, *, as_of: date, member_ids: Collection[Id] 
     scored = scored.anti_join(recent.select("member_id", "product_id"),
                               ["member_id", "product_id"])
     scored = scored.join(popularity(baskets), "product_id")
+    # ranked on the score rounded to 9 places: a sum of similarities depends in its last
+    # bits on the order the engine adds them in, and equal scores must tie the same way
+    # in the nightly batch and in one member's query (then popularity, then the id decide)
     ranked = scored.mutate(rank=ibis.row_number().over(ibis.window(
         group_by="member_id",
-        order_by=[ibis.desc(scored.score), ibis.desc(scored.buyers), scored.product_id])) + 1)
+        order_by=[ibis.desc(scored.score.round(9)), ibis.desc(scored.buyers),
+                  scored.product_id])) + 1)
     ranked = ranked.filter(ranked["rank"] <= settings.top_n)
     return ranked.select("member_id", "product_id", "score", "rank", "because")
 
@@ -252,3 +267,50 @@ def replenishable_products(products: ir.Table, categories: ir.Table) -> frozense
     found = products.semi_join(cycled, "category_id").select(
         product_id=_key(products.product_id))
     return frozenset(str(r["product_id"]) for r in found.to_pyarrow().to_pylist())
+
+
+# ---------------------------------------------------------------- precomputed
+
+
+def precompute(src: source.Source, *, as_of: date, tz: str, top_n: int) -> pa.Table:
+    """Every member's top ``top_n`` products as of ``as_of`` from an open Source (with
+    ``lines``, ``products`` and ``categories``): member_id, product_id, score, rank,
+    because, ids as text. The refresh's step; ``aggregates`` writes the rows."""
+    again = replenishable_products(src.products, src.categories)
+    table: pa.Table = recommendations(src.lines, as_of=as_of, replenishable=again, tz=tz,
+                                      settings=RecommendSettings(top_n=top_n)).to_pyarrow()
+    return table
+
+
+def stored_next_best(session: Session, *, member_id: uuid.UUID, top_n: int = 10
+                     ) -> list[Recommendation] | None:
+    """The member's precomputed products of the latest snapshot, best first; None when
+    that snapshot has none for anybody (so the caller computes them on demand)."""
+    day = session.scalar(select(func.max(AnalyticsRun.as_of))
+                         .where(AnalyticsRun.status == "succeeded"))
+    if day is None:
+        return None
+    n = NextBestProduct
+    rows = list(session.scalars(select(n).where(n.as_of == day, n.member_id == member_id)
+                                .order_by(n.rank).limit(top_n)))
+    if not rows:
+        written = session.scalar(select(n.member_id).where(n.as_of == day).limit(1))
+        return [] if written is not None else None
+    return [Recommendation(product_id=str(r.product_id), score=float(r.score), rank=r.rank,
+                           because=str(r.because_id) if r.because_id else "")
+            for r in rows]
+
+
+def next_best(session: Session, db: Database, member_id: uuid.UUID, *, clock: Clock,
+              tz: str, top_n: int = 5) -> list[Recommendation]:
+    """A member's next-best products: the latest snapshot's (``stored_next_best``), or,
+    when it has none, computed now from the history to date (today in ``tz``)."""
+    found = stored_next_best(session, member_id=member_id, top_n=top_n)
+    if found is not None:
+        return found
+    as_of = local_today(clock, tz)
+    with source.open_source(db, as_of=as_of, timezone=tz,
+                            tables=["lines", "products", "categories"]) as src:
+        again = replenishable_products(src.products, src.categories)
+        return recommend_for_member(src.lines, member_id, as_of=as_of, replenishable=again,
+                                    tz=tz, settings=RecommendSettings(top_n=top_n))

@@ -151,3 +151,69 @@ class AnalyticsRun(Base):
         Index("ix_analytics_runs_started_at", "started_at"),
         CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
     )
+
+
+# ---------------------------------------------------------------- dashboard and next-best
+# (precomputed by ``refresh`` through ``aggregates``; derived data pruned with the snapshot)
+
+
+class DashboardGroup(Base):
+    """Scored members of one snapshot with the same home store, R score, FM score, RFM
+    segment and lifecycle stage, and their sums: the dashboard's snapshot figures for any
+    set of stores are sums of these rows (at most ~150 a store), not a scan of the scores.
+
+    ``store_id`` is the member's home store when the snapshot was taken (NULL: none, or a
+    member row no longer there); ``seq`` numbers a day's rows (the grouping columns may
+    be NULL, so they cannot be the key)."""
+
+    __tablename__ = "dashboard_groups"
+
+    as_of: Mapped[date] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    store_id: Mapped[uuid.UUID | None]
+    r_score: Mapped[int | None] = mapped_column(SmallInteger)
+    fm_score: Mapped[int | None] = mapped_column(SmallInteger)
+    rfm_segment: Mapped[str | None] = mapped_column(String(24))
+    lifecycle_stage: Mapped[str] = mapped_column(String(16))
+    members: Mapped[int]
+    revenue_365_minor: Mapped[int] = mapped_column(BigInt)  # sum of net_365_minor
+    clv_minor: Mapped[int] = mapped_column(BigInt)  # sum of clv_minor (NULL as 0)
+    scored: Mapped[int]  # members with a P(alive)
+    at_risk: Mapped[int]  # ... below the at-risk threshold
+    clv_scored_minor: Mapped[int] = mapped_column(BigInt)
+    clv_at_risk_minor: Mapped[int] = mapped_column(BigInt)
+
+    __table_args__ = (CheckConstraint("members >= 1 AND scored >= at_risk AND at_risk >= 0",
+                                      name="counts"),)
+
+
+class DashboardHistory(Base):
+    """The dashboard's history figures of one snapshot day for its default period (the
+    twelve months to ``as_of``) and one scope: every store (``scope`` = ``all``) or one
+    store (its id as 32 hex digits). ``figures`` is ``dashboard.HistoryFigures`` as JSON
+    (without campaign uplift, which is read live); ``seconds`` what computing it took."""
+
+    __tablename__ = "dashboard_history"
+
+    as_of: Mapped[date] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    first_on: Mapped[date]
+    figures: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    seconds: Mapped[float] = mapped_column(Float)
+
+
+class NextBestProduct(Base):
+    """One of a member's next-best products as of a snapshot day (``recommend``): rank 1
+    is the best; ``because_id`` the product bought that contributed most to it."""
+
+    __tablename__ = "next_best_products"
+
+    as_of: Mapped[date] = mapped_column(primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    rank: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    product_id: Mapped[uuid.UUID]
+    because_id: Mapped[uuid.UUID | None]
+    score: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (CheckConstraint("rank >= 1", name="rank"),)

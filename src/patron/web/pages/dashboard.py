@@ -3,12 +3,13 @@ managers, the retention figures and charts of a store scope and period.
 
 The figures come from ``patron.analytics.dashboard``. Those read from the nightly
 snapshot (at-risk members, the RFM grid, the lifecycle funnel) are on the page itself:
-one aggregate query, cached per snapshot. Those computed from the sales history (active
-and new members, repeat and churn rates, revenue shares, liabilities, the leaky bucket,
-cohorts, the Pareto curve, campaign uplift) are cached per scope and day; when the cache
-has them they are on the page too, and when it does not the page shows a placeholder
-that fetches ``/dashboard/history`` (which computes them once) as soon as it loads, so
-the page itself never waits for a history load.
+a sum over the groups the refresh wrote, cached per snapshot. Those computed from the
+sales history (active and new members, repeat and churn rates, revenue shares,
+liabilities, the leaky bucket, cohorts, the Pareto curve, campaign uplift) are on the page
+too when they cost no history load: the default period of every store or of one store,
+which the nightly refresh stores, or any scope already cached that day. Otherwise the
+page shows a placeholder that fetches ``/dashboard/history`` (which computes them once)
+as soon as it loads, so the page itself never waits for a history load.
 
 Cashiers land here too: they see the search and the shortcuts, never the money figures
 (the service refuses them anyway).
@@ -151,8 +152,11 @@ def dashboard(page: SignedInPage, session: Db, store: StoreParam = None,
         return render(page, "dashboard.html", status=422, snapshot=None, history=None,
                       snapshot_charts=None, history_charts=None, **context)
     snapshot = figures.cached_snapshot(session, page.app.db, actor=principal, scope=scope)
-    history = figures.peek_history(page.app.db, clock=page.app.clock, actor=principal,
-                                   scope=scope)
+    rate = loyalty.get_program(session, clock=page.app.clock).points_per_major_redeemed
+    history = figures.ready_history(
+        session, page.app.db, clock=page.app.clock, actor=principal, scope=scope,
+        points_per_major_redeemed=rate,
+        minor_per_major=10 ** minor_digits(settings.currency), currency=settings.currency)
     portrait_list = figures.cached_portraits(session, page.app.db, actor=principal,
                                              scope=scope)
     return render(page, "dashboard.html", snapshot=snapshot, history=history,
