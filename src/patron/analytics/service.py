@@ -39,7 +39,7 @@ from pyarrow import csv as pacsv
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from patron.analytics import portraits, scores, source
+from patron.analytics import aggregates, portraits, scores, source, spark
 from patron.analytics.models.summary import TimeUnit
 from patron.analytics.tables import AnalyticsRun, CategoryCycle, MemberScore
 from patron.core.clock import Clock
@@ -106,25 +106,38 @@ def _supersede(db: Database, as_of: date, run_id: uuid.UUID) -> None:
 def refresh(db: Database, clock: Clock, *, timezone: str, as_of: date | None = None,
             config: scores.ScoreConfig | None = None, keep: int = DEFAULT_KEEP,
             progress: Progress | None = None, memory_limit: str | None = None,
-            portrait_config: portraits.PortraitConfig | None = None) -> RefreshResult:
+            portrait_config: portraits.PortraitConfig | None = None,
+            engine: str = "duckdb") -> RefreshResult:
     """Score every active member as of ``as_of`` (default: yesterday in ``timezone``).
 
     ``timezone`` is the brand's zone (``Settings.default_timezone``): ``as_of`` is a local
     day and the history runs to its end. ``keep`` snapshots (days) are kept. The same run
     computes the members' profiles, tags and portraits (``portraits``, with
-    ``portrait_config``), inside the summarise, score and write stages.
+    ``portrait_config``), inside the summarise, score and write stages. ``engine``
+    (``Settings.analytics_engine``) ``"spark"`` computes the member summaries on Spark over
+    the exported tables (``analytics.spark``); portraits stay on DuckDB.
     """
     if keep < 1:
         raise ValidationFailed("keep at least one snapshot", "keep")
     config = config or scores.ScoreConfig()
     day = as_of or source.default_as_of(clock.now(), timezone)
     source.cutoff_for(day, timezone)  # validates the zone before anything is written
+    spark.check_engine(engine)  # ... and the engine (``Settings.analytics_engine``)
     run_id = _start_run(db, clock, day)
     stages: dict[str, float] = {}
     params: dict[str, Any] = {"clv_months": config.clv_months, "margin": config.margin,
                               "monthly_discount": config.monthly_discount,
                               "timezone": timezone}
     current = STAGES[0]
+    # seconds per part inside the stages (scores, portraits, dashboard): what the bench
+    # and an operator need to see which part of a slow stage is slow
+    parts: dict[str, float] = {}
+    params["parts"] = parts
+
+    def lap(name: str, since: float) -> float:
+        now = time.perf_counter()
+        parts[name] = round(parts.get(name, 0.0) + now - since, 3)
+        return now
 
     def stage(name: str) -> float:
         nonlocal current
@@ -139,9 +152,16 @@ def refresh(db: Database, clock: Clock, *, timezone: str, as_of: date | None = N
                                 memory_limit=memory_limit) as src:
             stages["load"] = time.perf_counter() - began
             began = stage("summarise")
-            history = scores.member_history(src)
-            cycles = scores.category_cycles(src)
+            with spark.engine_source(src, engine) as scored:  # DuckDB, or Spark over it
+                history = scores.member_history(scored)
+                cycles = scores.category_cycles(scored)
+            mark = lap("scores", began)
             collected = portraits.collect(src, portrait_config)  # portraits hook (1/3)
+            mark = lap("portraits", mark)
+            # dashboard hook (1/3): history figures and next-best products from this source
+            precomputed = aggregates.collect(src, as_of=day, timezone=timezone,
+                                             clock_now=clock.now())
+            lap("dashboard", mark)
         stages["summarise"] = time.perf_counter() - began
         began = stage("fit")
         fitted = scores.fit(history)
@@ -149,18 +169,26 @@ def refresh(db: Database, clock: Clock, *, timezone: str, as_of: date | None = N
         stages["fit"] = time.perf_counter() - began
         began = stage("score")
         table = scores.score(history, fitted, config)
+        mark = lap("scores", began)
         # portraits hook (2/3): profiles, tags and clusters of this snapshot
         computed = portraits.build(db, collected, table, as_of=day, config=portrait_config)
         params["portraits"] = computed.params
+        lap("portraits", mark)
         stages["score"] = time.perf_counter() - began
         began = stage("write")
         _supersede(db, day, run_id)
         write_snapshot(db, as_of=day, member_scores=table, category_cycles=cycles)
+        mark = lap("scores", began)
         portraits.write(db, as_of=day, computed=computed)  # portraits hook (3/3) ...
+        mark = lap("portraits", mark)
+        # dashboard hook (2/3): the snapshot's groups, the history figures, next-best
+        aggregates.write(db, as_of=day, collected=precomputed, scores=table)
+        lap("dashboard", mark)
         _finish_run(db, clock, run_id, status="succeeded", stages=stages, params=params,
                     members=table.num_rows)
         pruned = prune(db, keep=keep)
         portraits.prune(db)  # ... and its days follow the scores' days
+        aggregates.prune(db)  # dashboard hook (3/3): so do the dashboard's and next-best's
         stages["write"] = time.perf_counter() - began
         _record_stages(db, run_id, stages)
     except Exception as exc:
@@ -185,16 +213,18 @@ def _record_stages(db: Database, run_id: uuid.UUID, stages: dict[str, float]) ->
 
 
 def nightly(db: Database, clock: Clock, *, timezone: str, day: date | None = None,
-            keep: int = DEFAULT_KEEP) -> dict[str, Any]:
+            keep: int = DEFAULT_KEEP, engine: str = "duckdb") -> dict[str, Any]:
     """The worker's nightly job: refresh as of the day before ``day`` (the local day the
-    schedule fired; default today in ``timezone``), returning counts for the run log.
+    schedule fired; default today in ``timezone``) on ``engine``
+    (``Settings.analytics_engine``), returning counts for the run log.
 
     Takes the ``Database`` because a refresh commits in chunks: call it outside any write
     session (inside the worker's ``db.write()`` block is fine as long as that session has
     not executed anything, so it holds no lock).
     """
     today = day or (source.default_as_of(clock.now(), timezone) + timedelta(days=1))
-    result = refresh(db, clock, timezone=timezone, as_of=today - timedelta(days=1), keep=keep)
+    result = refresh(db, clock, timezone=timezone, as_of=today - timedelta(days=1), keep=keep,
+                     engine=engine)
     return {"members": result.members, "category_cycles": result.category_cycles,
             "pruned": len(result.pruned),
             "seconds": round(sum(result.stages.values()), 3)}
@@ -322,13 +352,28 @@ def prune(db: Database, *, keep: int) -> list[date]:
     return doomed
 
 
+def days_behind_scores(db: Database, *models: Any) -> list[date]:
+    """The days the derived tables ``models`` (each with an ``as_of`` column) hold but the
+    scores no longer do, except a day a refresh is still writing: what their ``prune``
+    deletes, so that every derived day follows the scores' days (``prune`` decides)."""
+    with db.read() as session:
+        scored = set(session.scalars(select(MemberScore.as_of).distinct()))
+        running = set(session.scalars(select(AnalyticsRun.as_of).where(
+            AnalyticsRun.status == "running")))
+        present: set[date] = set()
+        for model in models:
+            present |= set(session.scalars(select(model.as_of).distinct()))
+    return sorted(present - scored - running)
+
+
 # ---------------------------------------------------------------- reads
 
 
 def latest_run(session: Session) -> AnalyticsRun | None:
-    """The newest refresh of any outcome (for "when did analytics last run, and how")."""
-    return session.scalar(select(AnalyticsRun).order_by(AnalyticsRun.started_at.desc())
-                          .limit(1))
+    """The newest refresh of any outcome (for "when did analytics last run, and how");
+    runs started at the same instant are told apart by their time-ordered ids."""
+    return session.scalar(select(AnalyticsRun).order_by(AnalyticsRun.started_at.desc(),
+                                                        AnalyticsRun.id.desc()).limit(1))
 
 
 def latest_as_of(session: Session) -> date | None:

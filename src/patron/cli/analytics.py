@@ -180,6 +180,10 @@ def refresh(
     discount: Annotated[float, typer.Option(min=0.0, max=1.0,
                                             help="Monthly discount rate for CLV")] = 0.01,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    engine: Annotated[str | None, typer.Option(
+        "--engine", metavar="duckdb|spark",
+        help="Where the member summaries run (default: PATRON_ANALYTICS_ENGINE or duckdb)"
+    )] = None,
 ) -> None:
     """Score every member as of a day (RFM, P(alive), CLV, lifecycle, loyalty, bonds) and
     store the snapshot; prints the time each stage took."""
@@ -191,13 +195,16 @@ def refresh(
         migrate.upgrade(db.engine)
         if as_json:
             result = service.refresh(db, SystemClock(), timezone=settings.default_timezone,
-                                     as_of=day, config=config, keep=keep)
+                                     as_of=day, config=config, keep=keep,
+                                     engine=engine or settings.analytics_engine)
         else:
-            result = _refresh_with_bar(db, settings.default_timezone, day, config, keep)
+            result = _refresh_with_bar(db, settings.default_timezone, day, config, keep,
+                                       engine or settings.analytics_engine)
         with db.read() as session:
             report = service.segment_counts(session, as_of=result.as_of)
     except PatronError as exc:
         hint = "--as-of" if exc.field in ("as_of", "timezone") else "--database-url"
+        hint = "--engine" if exc.field == "analytics_engine" else hint
         raise typer.BadParameter(exc.message, param_hint=hint) from exc
     finally:
         db.dispose()
@@ -224,7 +231,7 @@ def refresh(
 
 
 def _refresh_with_bar(db: Database, timezone: str, day: date | None, config: ScoreConfig,
-                      keep: int) -> service.RefreshResult:
+                      keep: int, engine: str) -> service.RefreshResult:
     with Progress(SpinnerColumn(), TextColumn("{task.description:<34}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                   console=console) as bars:
@@ -234,7 +241,7 @@ def _refresh_with_bar(db: Database, timezone: str, day: date | None, config: Sco
             bars.update(task, completed=index, description=STAGE_TITLES.get(stage, stage))
 
         return service.refresh(db, SystemClock(), timezone=timezone, as_of=day, config=config,
-                               keep=keep, progress=progress)
+                               keep=keep, progress=progress, engine=engine)
 
 
 def _stage_table(result: service.RefreshResult) -> Table:

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
 
     wallet_spend_order: Literal["principal_first", "bonus_first", "proportional"] = (
         "principal_first")
+    # Where analytics compute the member summaries of a refresh: the embedded DuckDB, or
+    # Spark (local mode, or the active session under spark-submit) over the exported tables.
+    analytics_engine: Literal["duckdb", "spark"] = "duckdb"
 
     # Where members reach this deployment: links in receipts and messages start here.
     public_url: str = "http://127.0.0.1:8000"

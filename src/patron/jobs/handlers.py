@@ -90,7 +90,7 @@ def _analytics_nightly(session: Session, ctx: WorkerContext, _store: Store | Non
     from patron.analytics import service as analytics
 
     return analytics.nightly(ctx.db, ctx.clock, timezone=ctx.settings.default_timezone,
-                             day=day)
+                             day=day, engine=ctx.settings.analytics_engine)
 
 
 SCHEDULES: list[Schedule] = [
