@@ -70,7 +70,10 @@ def serve(
         console.print("worker: running in this process")
     console.print(f"patron on [bold]http://{host}:{port}[/] (API docs at /docs)")
     uvicorn.run("patron.api.app:create_app", factory=True, host=host, port=port,
-                workers=workers, log_level="info", proxy_headers=True)
+                workers=workers, log_level="info", proxy_headers=True,
+                # a spawned worker first re-imports this CLI (seconds on a busy machine);
+                # uvicorn's default 5 s health check killed every worker before it started
+                timeout_worker_healthcheck=60)
 
 
 @db_app.command("upgrade")
