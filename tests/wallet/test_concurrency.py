@@ -51,9 +51,11 @@ def server(database_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "tests.support.app_factory:create", "--factory",
          "--host", "127.0.0.1", "--port", str(port), "--workers", workers,
+         # a worker importing the app on a busy machine outlasts the 5 s default check
+         "--timeout-worker-healthcheck", "60",
          "--log-level", "warning"], cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while True:
         try:
             if httpx.get(base + "/api/v1/openapi.json", timeout=1).status_code == 200:
