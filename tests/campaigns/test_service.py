@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,6 +17,7 @@ from scipy import stats as scipy_stats
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from patron.analytics.tables import AnalyticsRun, NextBestProduct
 from patron.auth import service as auth
 from patron.auth.principal import Principal
 from patron.campaigns import service as campaigns
@@ -36,7 +37,7 @@ from patron.offers.enums import CouponKind, Validity
 from patron.offers.models import Coupon, CouponRedemption
 from patron.offers.schemas import CouponTemplateCreate, ReferralRuleIn
 from patron.sales.models import Sale
-from tests.factories import World
+from tests.factories import World, make_product
 from tests.support.worker import make_worker, sms_log
 
 _n = itertools.count(1)
@@ -165,6 +166,36 @@ def test_members_who_cannot_be_messaged_are_excluded_before_the_draw_and_counted
 
 
 # ---------------------------------------------------------------- sending
+
+
+def test_a_campaign_text_can_name_each_members_next_best_products(
+        session: Session, clock: FixedClock, world: World, owner: Principal,
+        worker: Worker) -> None:
+    """``{{ picks }}`` in a campaign: each member's own next-best products from the latest
+    snapshot (an empty list for a member without any), checked with sample picks when the
+    text is saved."""
+    ids = add_members(session, clock, world.store_a.id, 12)
+    tea = make_product(session, price_minor=7_800)
+    tea.name = "Oolong 250 g"
+    day = date(2026, 11, 20)
+    session.add(AnalyticsRun(as_of=day, status="succeeded", started_at=clock.now(),
+                             stages={}, params={}, members=len(ids), error=""))
+    session.add_all(NextBestProduct(as_of=day, member_id=m, rank=1, product_id=tea.id,
+                                    because_id=None, score=0.5) for m in ids[::2])
+    session.flush()
+    text = {"en": {"subject": "For you", "body": "{{ picks | map(attribute='name') | join }}",
+                   "sms": "Try {{ picks | map(attribute='name') | join(', ') or 'us' }}"}}
+    campaign = make_campaign(session, clock, owner, worker, in_store(world), messages=text)
+    campaigns.launch(session, worker.ctx, actor=owner, campaign_id=campaign.id)
+    session.commit()
+    worker.run_once(schedules=False)
+    session.expire_all()
+    bodies = {m.member_id: m.body for m in session.scalars(
+        select(Message).where(Message.campaign_id == campaign.id))}
+    assert bodies
+    for member_id, body in bodies.items():
+        expected = "Try Oolong 250 g" if ids.index(member_id) % 2 == 0 else "Try us"
+        assert expected in body
 
 
 def test_messages_go_through_the_queue_and_the_gates_verdicts_are_counted(

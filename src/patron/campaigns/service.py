@@ -102,7 +102,7 @@ from patron.campaigns.schemas import (
     UpliftRead,
     VerdictRead,
 )
-from patron.care.service import member_token
+from patron.care.service import member_token, product_picks
 from patron.core.clock import Clock, as_utc
 from patron.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from patron.core.ids import new_id
@@ -119,6 +119,7 @@ from patron.messaging.templates import (
     Links,
     MemberView,
     MessageContext,
+    ProductPickView,
     StoreView,
     TemplateRenderer,
     TemplateRenderError,
@@ -365,7 +366,7 @@ def _preview_context(*, language: str, with_coupon: bool, referral: bool) -> Cam
     """Sample data with only the parts a real campaign message has."""
     sample = sample_context(language)
     parts = {f.name: getattr(sample, f.name) for f in fields(MessageContext)
-             if f.name in ("member", "store", "brand", "links")}
+             if f.name in ("member", "store", "brand", "links", "picks")}
     return CampaignContext(**parts, coupon=sample.coupon if with_coupon else None,
                            campaign=CampaignView(subject="", body=" "),
                            referral=ReferralView(code="AB12CD34",
@@ -688,8 +689,8 @@ class _Recipient:
 
 
 def _render(ctx: Sending, campaign: Campaign, who: _Recipient, store: Store | None,
-            coupon: CouponView | None, referral: ReferralView | None, recipient: str
-            ) -> messaging.Outgoing:
+            coupon: CouponView | None, referral: ReferralView | None, recipient: str,
+            picks: tuple[ProductPickView, ...] = ()) -> messaging.Outgoing:
     settings = ctx.settings
     language = _content_language(campaign, who.language, settings.default_language)
     text = CampaignMessage.model_validate(campaign.messages[language])
@@ -698,7 +699,7 @@ def _render(ctx: Sending, campaign: Campaign, who: _Recipient, store: Store | No
         brand=BrandView(name=settings.brand_name, currency=settings.currency),
         links=_links(settings, who.member_id, campaign.channel), coupon=coupon,
         campaign=CampaignView(subject=text.subject, body=text.body, sms=text.sms),
-        referral=referral)
+        referral=referral, picks=picks)
     rendered = ctx.renderer.render(TEMPLATE, language=language, context=context)
     payload: dict[str, Any] = {"campaign_id": str(campaign.id)}
     if campaign.channel == "email":
@@ -751,6 +752,8 @@ def send_pending(session: Session, ctx: Sending, campaign: Campaign, *,
     if not rows:
         return 0
     stores = {s.id: s for s in session.scalars(select(Store))}
+    # the members' next-best products for ``{{ picks }}``: one read for the batch
+    picks = product_picks(session, [row.member_id for row in rows if row.status == "active"])
     outgoing: list[messaging.Outgoing] = []
     updates: dict[uuid.UUID, dict[str, Any]] = {}
     for row in rows:
@@ -777,7 +780,8 @@ def send_pending(session: Session, ctx: Sending, campaign: Campaign, *,
         if campaign.kind == "referral":
             code = offers.referral_code_for(session, clock=ctx.clock, member_id=who.member_id)
             referral = ReferralView(code=code.code, link=referral_link(ctx.settings, code.code))
-        outgoing.append(_render(ctx, campaign, who, store, coupon, referral, recipient))
+        outgoing.append(_render(ctx, campaign, who, store, coupon, referral, recipient,
+                                picks.get(who.member_id, ())))
     messaging.enqueue(session, clock=ctx.clock, messages=outgoing)
     by_key = messaging.ids_by_key(session, dedupe_keys=[m.dedupe_key for m in outgoing])
     for message in outgoing:

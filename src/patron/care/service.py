@@ -32,6 +32,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from patron.analytics import picks as analytics_picks
 from patron.auth import audit
 from patron.auth.enums import Role
 from patron.auth.principal import Principal, require_role, require_store
@@ -56,6 +57,8 @@ from patron.messaging.templates import (
     MemberView,
     MessageContext,
     PointsExpiryView,
+    ProductPickView,
+    Purpose,
     RenewalView,
     ReplenishmentView,
     SaleDiscountView,
@@ -344,6 +347,19 @@ def _dedupe_key(rule: str, member_id: uuid.UUID, occasion: str) -> str:
     return f"care:{rule}:{member_id.hex}:{occasion}"
 
 
+def product_picks(session: Session, member_ids: Sequence[uuid.UUID]
+                  ) -> dict[uuid.UUID, tuple[ProductPickView, ...]]:
+    """The members' next-best products for a marketing message's ``picks`` (one query
+    for the batch; an empty tuple for a member the analytics have nothing for)."""
+    found = analytics_picks.product_picks(session, member_ids)
+    return {member_id: tuple(ProductPickView(name=p.name, price_minor=p.price_minor)
+                             for p in picks) for member_id, picks in found.items()}
+
+
+def _is_marketing(ctx: RendererContext, template: str) -> bool:
+    return ctx.renderer.spec(template).purpose is Purpose.MARKETING
+
+
 def _issue_coupon(session: Session, ctx: RendererContext, *, rule: str, occasion: str,
                   template_id: str, member_id: uuid.UUID, store: Store
                   ) -> tuple[CouponView, str]:
@@ -378,11 +394,14 @@ def serve(session: Session, ctx: RendererContext, item: Occasion) -> uuid.UUID |
                                           occasion=item.occasion,
                                           template_id=item.coupon_template_id,
                                           member_id=item.member.id, store=item.store)
+    parts = dict(item.parts)
+    if _is_marketing(ctx, item.template):
+        parts["picks"] = product_picks(session, [item.member.id])[item.member.id]
     outgoing = _outgoing(
         ctx, rule=item.rule, occasion=item.occasion, template=item.template,
         member=item.member,
         member_view=_member_view(session, ctx, item.member, balances=item.balances),
-        store=item.store, channel=config_channel, parts=item.parts, coupon=coupon_view,
+        store=item.store, channel=config_channel, parts=parts, coupon=coupon_view,
         requires_consent=item.requires_consent, survey_link=item.survey_link)
     ids = messaging.enqueue(session, clock=ctx.clock, messages=[outgoing])
     occasion_row = session.get(CareOccasion, occasion_id)
@@ -486,6 +505,8 @@ def _serve_batch(session: Session, ctx: RendererContext, *, rule: str, template:
     # a tier's own birthday present replaces the rule's coupon for its members
     tier_coupons = perks.birthday_coupon_templates(
         session, member_ids=[d.member_id for d, _, _ in reachable]) if rule == "birthday" else {}
+    picks = product_picks(session, [d.member_id for d, _, _ in reachable]) \
+        if _is_marketing(ctx, template) else {}
     outgoing: list[messaging.Outgoing] = []
     records: list[tuple[Due, uuid.UUID, str | None, str]] = []
     for d, contact, channel in reachable:
@@ -501,7 +522,9 @@ def _serve_batch(session: Session, ctx: RendererContext, *, rule: str, template:
         message = _outgoing(ctx, rule=rule, occasion=d.occasion, template=template,
                             member=contact,
                             member_view=MemberView(name=contact.name, card_no=contact.card_no),
-                            store=store, channel=channel, parts=d.parts, coupon=coupon_view)
+                            store=store, channel=channel, coupon=coupon_view,
+                            parts={**d.parts, "picks": picks[d.member_id]} if picks
+                            else d.parts)
         outgoing.append(message)
         records.append((d, occasion_id, code, message.dedupe_key))
     message_ids = messaging.enqueue_by_key(session, clock=ctx.clock, messages=outgoing)

@@ -13,7 +13,9 @@ Design overview:
 * The variables are typed views, not ORM rows: ``member``, ``store``, ``brand`` and
   ``links`` always; ``sale``, ``coupon``, ``points``, ``tier``, ``renewal``,
   ``replenishment``, ``holiday``, ``anniversary``, ``winback``, ``complaint``,
-  ``campaign`` and ``otp`` when the template needs them (each template declares which it requires).
+  ``campaign`` and ``otp`` when the template needs them (each template declares which it requires);
+  ``picks`` (the member's next-best products from the nightly analytics, best first, each
+  with ``name`` and ``price_minor``; possibly empty) in every marketing message.
   Money is an integer of minor units, shown through the ``money`` filter (Babel, per
   locale, in the brand's currency); dates through ``date``, instants through ``datetime``
   (in the store's time zone).
@@ -267,6 +269,14 @@ class WinbackView:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProductPickView:
+    """One of the member's next-best products (the nightly analytics' suggestion)."""
+
+    name: str
+    price_minor: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class ComplaintView:
     reference: str
     summary: str = ""
@@ -310,6 +320,8 @@ class MessageContext:
     complaint: ComplaintView | None = None
     campaign: CampaignView | None = None
     otp: OtpView | None = None
+    #: next-best products, best first (marketing messages; may be empty)
+    picks: tuple[ProductPickView, ...] | None = None
 
     def variables(self) -> dict[str, object]:
         """The template variables: absent parts are left undefined, not ``None``."""
@@ -777,4 +789,6 @@ def sample_context(language: str | None = "en", *, member: MemberView | None = N
         campaign=CampaignView(subject=w["campaign_subject"], body=w["campaign_body"],
                               sms=w["campaign_sms"]),
         otp=OtpView(code="428915", minutes=10),
+        picks=(ProductPickView(name=w["oolong"], price_minor=7_800),
+               ProductPickView(name=w["cup"], price_minor=6_000)),
     )
