@@ -10,14 +10,16 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import duckdb
 import pytest
 from sqlalchemy import text
 
-from patron.analytics import source
+from patron.analytics import canonical, source
 from patron.core import migrate
 from patron.core.db import Database
 from patron.core.errors import ValidationFailed
@@ -212,3 +214,153 @@ def test_sqlite_and_postgresql_give_identical_tables(tmp_path: Path, postgres_ur
     for name in source.CANONICAL_TABLES:
         assert loaded["sqlite"][name] == loaded["postgresql"][name], name
     assert len(loaded["sqlite"]["sales"]) == 4 and len(loaded["sqlite"]["holdings"]) == 2
+
+
+# ------------------------------------------------- the fast load gives the plain SQL's tables
+
+#: The store-local day as the canonical ``sales`` first computed it, row by row.
+PLAIN_LOCAL_DAY = "CAST(timezone(st.timezone, s.occurred_at) AS DATE)"
+
+#: (zone, a DST change in 2026 there, UTC): the spring and autumn changes of both zones.
+TRANSITIONS = (("America/New_York", datetime(2026, 3, 8, 7, tzinfo=UTC)),
+               ("America/New_York", datetime(2026, 11, 1, 6, tzinfo=UTC)),
+               ("Europe/London", datetime(2026, 3, 29, 1, tzinfo=UTC)),
+               ("Europe/London", datetime(2026, 10, 25, 1, tzinfo=UTC)))
+
+
+def _around_local_midnights(zone: str, change: datetime) -> list[datetime]:
+    """Instants near each local midnight from the day before a DST change to the day after
+    (where one hour of offset moves a sale to another day), and next to the change itself."""
+    info = ZoneInfo(zone)
+    day = change.astimezone(info).date()
+    instants = [change + timedelta(seconds=s) for s in (-1, 0, 1)]
+    for d in range(-1, 3):
+        midnight = datetime.combine(day + timedelta(days=d), datetime.min.time(), info)
+        for minutes in (-61, -60, -59, -30, -1, 0, 1, 30, 59, 60, 61):
+            instants.append(midnight.astimezone(UTC) + timedelta(minutes=minutes))
+    instants.append(midnight.astimezone(UTC) - timedelta(seconds=1))
+    return instants
+
+
+def seed_dst(h: History) -> None:
+    """Sales of stores in DST zones next to their local midnights around each change, a
+    third of them by walk-ins, some discounted, some refunded (before and after the cutoff),
+    and two sales older than ``canonical.LOCAL_DAY_YEARS`` (the fallback's rows)."""
+    stores = {zone: h.store(zone.split("/")[1][:8], zone)
+              for zone in ("America/New_York", "Europe/London")}
+    shanghai = h.store("PVG")
+    buyer = h.member(shanghai, at("2025-01-01"))
+    product = h.product("dst", 700)
+    n = 0
+    for zone, change in TRANSITIONS:
+        for when in _around_local_midnights(zone, change):
+            n += 1
+            member = None if n % 3 == 0 else buyer
+            discounts = [("coupon" if n % 2 else "promotion", 100)] if n % 5 == 0 else []
+            _, (line,) = h.sale(member, stores[zone], when, [(product, 2, 700)],
+                                discounts=discounts)
+            if n % 7 == 0:
+                h.refund(stores[zone], line, 1, when + timedelta(days=1))
+            if n % 11 == 0:
+                h.refund(stores[zone], line, 1, at("2026-11-30"))  # after the cutoff
+    for store in (stores["Europe/London"], shanghai):
+        h.sale(buyer, store, at("2004-06-30", 23, 30), total=500)
+
+
+def _reference_tables(database: Database, tables: tuple[str, ...]) -> duckdb.DuckDBPyConnection:
+    """The canonical tables built the plain way in an in-memory DuckDB: every raw row read
+    through SQLAlchemy and typed by DuckDB's own casts, the local day by ``timezone()``."""
+    cutoff = source.cutoff_for(AS_OF, TZ)
+    built, raw = canonical.needed(tables)
+    duck = duckdb.connect()
+    duck.execute("SET TimeZone = 'UTC'")
+    with database.engine.connect() as conn:
+        for name in raw:
+            spec = canonical.RAW_TABLES[name]
+            cols = ", ".join(f'"{c}"' for c, _ in spec.columns)
+            rows = conn.execute(text(f'SELECT {cols} FROM "{name}"')).all()
+            texts = ", ".join(f'"{c}" VARCHAR' for c, _ in spec.columns)
+            duck.execute(f"CREATE TABLE text_{name} ({texts})")
+            if rows:
+                duck.executemany(f"INSERT INTO text_{name} VALUES "
+                                 f"({', '.join('?' for _ in spec.columns)})",
+                                 [[_as_text(v) for v in row] for row in rows])
+            typed = ", ".join(f'CAST("{c}" AS {k.value}) AS "{c}"' for c, k in spec.columns)
+            duck.execute(f"CREATE VIEW {spec.raw_name} AS " + canonical.cut_sql(
+                spec, f"SELECT {typed} FROM text_{name}", cutoff))
+    for name in built:
+        sql = canonical.CANONICAL_SQL[name][2].format(cutoff=canonical.ts_literal(cutoff),
+                                                      occurred_on=PLAIN_LOCAL_DAY)
+        duck.execute(f"CREATE TABLE {name} AS {sql}")
+    return duck
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):  # PostgreSQL: aware; SQLite gives naive UTC text
+        return value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
+    return str(value)
+
+
+def _typed_rows(duck: duckdb.DuckDBPyConnection, name: str) -> tuple[list[tuple[str, str]],
+                                                                     list[tuple[Any, ...]]]:
+    types = [(str(c), str(t)) for c, t, *_ in duck.execute(f"DESCRIBE {name}").fetchall()]
+    cols = ", ".join(f'CAST("{c}" AS VARCHAR)' for c, _ in types)
+    rows = sorted(duck.execute(f"SELECT {cols} FROM {name}").fetchall(),
+                  key=repr)
+    return types, rows
+
+
+def test_the_loaded_tables_equal_the_plain_sql_with_dst_zones_refunds_and_walk_ins(
+        db: Database) -> None:
+    """The load's shortcuts (the local day from UTC offsets, ids parsed as hex, no
+    bit-packing) must not change a value or a type of any canonical table."""
+    with db.engine.begin() as conn:
+        h = History(conn)
+        seed(h)
+        seed_dst(h)
+    reference = _reference_tables(db, source.CANONICAL_TABLES)
+    with source.open_source(db, as_of=AS_OF, timezone=TZ,
+                            tables=source.CANONICAL_TABLES) as src:
+        for name in source.CANONICAL_TABLES:
+            assert _typed_rows(src.duck, name) == _typed_rows(reference, name), name
+        days = src.duck.execute(
+            "SELECT count(*), count(DISTINCT occurred_on), count(*) FILTER "
+            "(WHERE occurred_on < DATE '2005-01-01'), count(DISTINCT store_id) FROM sales"
+        ).fetchone()
+        refunded = src.duck.execute(
+            "SELECT count(*) FILTER (WHERE refunded_minor > 0), "
+            "count(*) FILTER (WHERE member_id IS NULL) FROM sales").fetchone()
+    assert days is not None and days[0] > 150 and days[1] > 20
+    assert days[2:] == (2, 5)  # the fallback's old sales; 2 + 3 stores
+    assert refunded is not None and refunded[0] > 20 and refunded[1] > 60
+
+
+def test_the_local_day_from_utc_offsets_is_timezones_day() -> None:
+    """Every 10 minutes (plus a few seconds) over a week around each 2024-2026 DST change
+    of zones with whole-hour, half-hour and no DST, and a day-line jump (Apia, 2011):
+    ``local_day_sql`` gives ``CAST(timezone(zone, ts) AS DATE)`` for every instant."""
+    zones = ["America/New_York", "Europe/London", "Australia/Lord_Howe", "Asia/Shanghai",
+             "Asia/Kolkata", "America/St_Johns", "Pacific/Apia", "UTC"]
+    cutoff = datetime(2026, 11, 22, 16, tzinfo=UTC)
+    day_sql = canonical.local_day_sql("t.ts", "t.tz", zones, cutoff)
+    duck = duckdb.connect()
+    duck.execute("SET TimeZone = 'UTC'")
+    starts = [datetime(2011, 12, 27, tzinfo=UTC)] + [
+        datetime(year, month, 1, tzinfo=UTC) + timedelta(days=d)
+        for year in (2024, 2025, 2026) for month in (3, 4, 9, 10, 11) for d in (0, 7, 14, 21)
+        if datetime(year, month, 1, tzinfo=UTC) + timedelta(days=d + 8) < cutoff]
+    duck.execute("CREATE TABLE starts AS SELECT unnest(?::TIMESTAMPTZ[]) AS start", [starts])
+    duck.execute("CREATE TABLE zones AS SELECT unnest(?::VARCHAR[]) AS tz", [zones])
+    duck.execute("""
+        CREATE TABLE t AS
+        SELECT tz, start + to_seconds(i * 600 + i % 7) AS ts
+        FROM zones, starts, range(8 * 144) r(i)""")
+    plain = PLAIN_LOCAL_DAY.replace("st.timezone", "t.tz").replace("s.occurred_at", "t.ts")
+    checked, differing = duck.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {day_sql} <> {plain}) FROM t").fetchone() \
+        or (0, 0)
+    assert checked > 400_000 and differing == 0

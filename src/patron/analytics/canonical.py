@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 
@@ -111,7 +112,8 @@ RAW_TABLES: dict[str, RawTable] = {t.name: t for t in (
 
 
 # Canonical tables: DuckDB SQL over the raw_* relations. ``{cutoff}`` is a TIMESTAMPTZ
-# literal. Each entry: (raw tables needed, canonical tables needed, SQL).
+# literal, ``{occurred_on}`` the sale's store-local day (``local_day_sql``). Each entry:
+# (raw tables needed, canonical tables needed, SQL).
 CANONICAL_SQL: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "stores": (("stores",), (), """
         SELECT id AS store_id, code, name, timezone FROM raw_stores"""),
@@ -128,7 +130,7 @@ CANONICAL_SQL: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
                    bool_or(kind = 'promotion') AS promotion
             FROM raw_sale_discounts GROUP BY sale_id)
         SELECT s.id AS sale_id, s.member_id, s.store_id, s.occurred_at,
-               CAST(timezone(st.timezone, s.occurred_at) AS DATE) AS occurred_on,
+               {occurred_on} AS occurred_on,
                s.subtotal_minor AS gross_minor, s.discount_minor,
                coalesce(r.amount, 0) AS refunded_minor,
                s.total_minor - coalesce(r.amount, 0) AS net_minor,
@@ -306,13 +308,91 @@ def configure(duck: duckdb.DuckDBPyConnection, *, workdir: str,
         duck.execute(f"SET memory_limit = '{memory_limit}'")
 
 
+#: How far before the cutoff ``local_day_sql`` spells out each zone's UTC offsets; older
+#: sales fall back to DuckDB's ``timezone()``, row by row (same day, slower).
+LOCAL_DAY_YEARS = 20
+
+
+def utc_offsets(zone: str, start_s: int, end_s: int) -> tuple[int, list[tuple[int, int]]]:
+    """``zone``'s UTC offset (seconds) at epoch second ``start_s``, and each (epoch second
+    it starts, new offset) up to ``end_s``: stepped a day at a time, each change bisected
+    to the second (as ``views.offset_changes``; this module must not import Ibis)."""
+    info = ZoneInfo(zone)
+
+    def offset(at_s: int) -> int:
+        delta = datetime.fromtimestamp(at_s, UTC).astimezone(info).utcoffset()
+        return int(delta.total_seconds()) if delta is not None else 0
+
+    first = current_offset = offset(start_s)
+    changes: list[tuple[int, int]] = []
+    current = start_s
+    while current < end_s:
+        step = min(current + 86_400, end_s)
+        new = offset(step)
+        if new != current_offset:
+            lo, hi = current, step
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if offset(mid) == current_offset:
+                    lo = mid
+                else:
+                    hi = mid
+            changes.append((hi, new))
+            current_offset = new
+        current = step
+    return first, changes
+
+
+def local_day_sql(ts: str, zone: str, zones: Collection[str], cutoff: datetime) -> str:
+    """SQL for the local DATE in the zone named by column ``zone`` of the TIMESTAMPTZ
+    expression ``ts``: the same day as ``CAST(timezone(zone, ts) AS DATE)``, from integer
+    arithmetic on the epoch and a CASE over the UTC offsets each of ``zones`` had in the
+    ``LOCAL_DAY_YEARS`` before ``cutoff`` (from zoneinfo, the zone rules the rest of patron
+    uses). Why: DuckDB's per-row ``timezone()`` with a zone read from a column cost 1.1 CPU
+    seconds per 700,000 sales here, this 0.02 (the sales table's biggest cost). Instants
+    outside that window, and zones not listed, fall back to ``timezone()``."""
+    end_s = int(cutoff.timestamp()) + 1
+    start_s = max(0, end_s - LOCAL_DAY_YEARS * 366 * 86_400)
+    epoch = f"epoch_us({ts})"
+    branches = []
+    for name in sorted(set(zones)):
+        try:
+            first, changes = utc_offsets(name, start_s, end_s)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue  # left to timezone(), which fails on it as it always did
+        # latest first: most sales are recent, and CASE stops at the first match
+        steps = [f"WHEN {epoch} >= {at * 1_000_000} THEN {off * 1_000_000}"
+                 for at, off in reversed(changes)]
+        steps.append(f"WHEN {epoch} >= {start_s * 1_000_000} THEN {first * 1_000_000}")
+        quoted = name.replace("'", "''")
+        branches.append(f"WHEN '{quoted}' THEN CASE WHEN {epoch} < {end_s * 1_000_000} "
+                        f"THEN CASE {' '.join(steps)} END END")
+    fallback = f"CAST(timezone({zone}, {ts}) AS DATE)"
+    if not branches:
+        return fallback
+    offset_us = f"CAST(CASE {zone} {' '.join(branches)} END AS BIGINT)"
+    day = f"CAST(({epoch} + {offset_us}) // 86400000000 AS INTEGER)"
+    return f"coalesce(DATE '1970-01-01' + {day}, {fallback})"
+
+
+#: Written while loading: DuckDB's bit-packing of the loaded columns (UUIDs above all) cost
+#: half the CPU of writing the ``lines`` table; without it the file is about 1.8 times
+#: larger and scans of it got no slower (measured in ``docs/performance.md``).
+LOAD_COMPRESSION = "SET disabled_compression_methods = 'bitpacking'"
+
+
 def build_canonical(duck: duckdb.DuckDBPyConnection, canonical: Collection[str],
                     cutoff: datetime) -> dict[str, float]:
     """Create the canonical tables from the raw_* relations; seconds per table."""
     timings: dict[str, float] = {}
     for name in canonical:
         began = time.perf_counter()
-        sql = CANONICAL_SQL[name][2].format(cutoff=ts_literal(cutoff))
+        occurred_on = ""
+        if name == "sales":  # the store zones are known once ``stores`` is built
+            zones = [z for (z,) in duck.execute("SELECT DISTINCT timezone FROM stores "
+                                                "WHERE timezone IS NOT NULL").fetchall()]
+            occurred_on = local_day_sql("s.occurred_at", "st.timezone", zones, cutoff)
+        sql = CANONICAL_SQL[name][2].format(cutoff=ts_literal(cutoff), occurred_on=occurred_on)
         duck.execute(f"CREATE TABLE {name} AS {sql}")
         timings[name] = time.perf_counter() - began
     return timings

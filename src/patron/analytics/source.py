@@ -27,6 +27,13 @@ Normalisation: ids are DuckDB ``UUID`` (SQLite stores SQLAlchemy's ``Uuid`` as 3
 digits, PostgreSQL as ``uuid``); times are ``TIMESTAMPTZ`` in UTC (SQLite stores naive UTC
 text); booleans are ``BOOLEAN`` (SQLite stores 0/1); money is BIGINT minor units.
 
+Cost (``bench/analytics_load.py``): the load is a scan of the history plus the joins that
+denormalise ``sales`` and ``lines`` and the writing of the DuckDB file. Three things it
+does for speed, each proven by ``tests/analytics/test_source.py`` to give the same tables
+as the plain SQL: the store-local day comes from the zones' UTC offsets, not a per-row
+``timezone()`` (``canonical.local_day_sql``); SQLite's hex ids are parsed as hex; and the
+file is written without bit-packing (``canonical.LOAD_COMPRESSION``).
+
 Time: ``as_of`` is the last *local* day of history included, in the brand's time zone
 (``Settings.default_timezone``); ``cutoff`` is the UTC instant that day ends. Everything is
 read as it stood at the cutoff where the database keeps the history to do so: sales up to
@@ -48,10 +55,11 @@ The API (stable: ``views``, ``recommend``, ``economics`` and ``scores`` build on
 
 ``open_source(database, *, as_of, timezone, tables=None, progress=None,
 memory_limit=None)`` accepts a ``core.db.Database``, an SQLAlchemy ``Engine`` or a URL.
-``tables`` limits what is loaded (dependencies are added); by default everything in
-``CANONICAL_TABLES``. ``src.table(name)`` returns any of them; the common ones are also
-attributes. ``src.materialize(name, expr)`` computes an expression once into a temporary
-table (``scores`` keeps the category cycles there; other modules may reuse them as
+``tables`` limits what is loaded (dependencies are added); by default
+``canonical.SCORING_TABLES`` (all of ``CANONICAL_TABLES`` but the liabilities' and the
+tier-migration report's own tables). ``src.table(name)`` returns any of them; the common
+ones are also attributes. ``src.materialize(name, expr)`` computes an expression once
+into a temporary table (``scores`` keeps the category cycles there; other modules may reuse them as
 ``src.table("member_category_cycles")`` after ``scores.category_cycles_table(src)``).
 
 Canonical tables (column: type; ids are UUID, ``*_at`` TIMESTAMPTZ in UTC, ``*_on`` the
@@ -125,6 +133,7 @@ from sqlalchemy.engine import make_url
 from patron.analytics.canonical import (  # noqa: F401 - re-exported: the stable API
     CANONICAL_SQL,
     CANONICAL_TABLES,
+    LOAD_COMPRESSION,
     RAW_TABLES,
     Kind,
     RawTable,
@@ -266,9 +275,11 @@ def open_source(database: Database | Engine | str, *, as_of: date, timezone: str
         src = Source(con=con, as_of=as_of, cutoff=cutoff, timezone=timezone,
                      backend=engine.dialect.name, loaded=tuple(canonical))
         if engine.dialect.name == "postgresql":
+            duck.execute(LOAD_COMPRESSION)
             _copy_postgresql(duck, engine, raw, cutoff, Path(workdir.name), progress)
             timings = {"raw": time.perf_counter() - started,
                        **build_canonical(duck, canonical, cutoff)}
+            duck.execute("RESET disabled_compression_methods")  # later tables: the default
         elif engine.dialect.name != "sqlite":  # pragma: no cover - patron runs on these two
             raise ValidationFailed(f"analytics cannot read {engine.dialect.name}", "database")
         src.timings.update(timings)

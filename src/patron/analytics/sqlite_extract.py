@@ -30,6 +30,7 @@ import duckdb
 
 from patron.analytics.canonical import (
     CANONICAL_TABLES,
+    LOAD_COMPRESSION,
     RAW_TABLES,
     Kind,
     build_canonical,
@@ -44,6 +45,13 @@ def _column(col: str, kind: Kind) -> str:
     quoted = f'"{col}"'
     if kind is Kind.TS:  # naive UTC text, read by the scanner as TIMESTAMP
         return f"CAST(CAST({quoted} AS TIMESTAMP) AS TIMESTAMPTZ) AS {quoted}"
+    if kind is Kind.UUID:
+        # SQLAlchemy's Uuid is 32 hex digits on SQLite. DuckDB's text-to-UUID cast took
+        # 0.17 us a value here (some 50 million ids at a million members); hex to a
+        # 16-byte BLOB, then BLOB to UUID, gives the same UUID in 0.13 us. Any other
+        # spelling takes the plain cast.
+        return (f"CASE WHEN length({quoted}) = 32 THEN CAST(from_hex({quoted}) AS UUID) "
+                f"ELSE CAST({quoted} AS UUID) END AS {quoted}")
     if kind is Kind.TEXT:
         return quoted
     return f"CAST({quoted} AS {kind.value}) AS {quoted}"
@@ -56,6 +64,7 @@ def extract(database: str, out: str, cutoff: datetime, tables: list[str], *,
     duck = duckdb.connect(out)
     try:
         configure(duck, workdir=workdir, memory_limit=memory_limit)
+        duck.execute(LOAD_COMPRESSION)
         started = time.perf_counter()
         duck.execute(f"LOAD '{sqlite_scanner_path()}'")
         duck.execute(f"ATTACH '{database}' AS oltp (TYPE sqlite, READ_ONLY)")
