@@ -25,6 +25,9 @@ a browser would. Rows of the table:
   loaded into DuckDB and every history view computed (once per scope and day);
 * ``history, warm``: the same fragment from the cache.
 
+Each row gives wall milliseconds and the CPU milliseconds of this process (the app runs
+in it), which say more than the wall time on a shared machine.
+
 And beside it (``--member-pages``), the member page's next-best products
 (``/members/{id}/next-best``, read from ``next_best_products``) for random members (the
 page itself is ``bench/member_page.py``'s). The generated 1M history has no sale
@@ -36,6 +39,11 @@ five rows a member are written straight into that table for the snapshot day fir
     .venv/bin/python bench/dashboard_page.py                  # demo and 1M
     .venv/bin/python bench/dashboard_page.py --only demo
     .venv/bin/python bench/dashboard_page.py --rebuild        # regenerate the databases
+    .venv/bin/python bench/dashboard_page.py --collect bench/out/analytics-100000-s1.db
+
+``--collect`` times the refresh's dashboard hook alone (``aggregates.collect``: history
+figures of every store and each store, next-best products) on a copy of an analytics
+database (``bench/analytics.py`` builds them), wall and CPU seconds.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -235,10 +243,20 @@ class Row:
     database: str
     what: str
     runs: list[float]
+    cpu: list[float] = field(default_factory=list)  # CPU ms of this process, same runs
 
-    def quantile(self, q: float) -> float:
-        ordered = sorted(self.runs)
+    def quantile(self, q: float, cpu: bool = False) -> float:
+        ordered = sorted(self.cpu if cpu else self.runs)
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    def time(self, client: TestClient, url: str, expect: str) -> float:
+        """Request ``url`` once, recording its wall and CPU milliseconds (the app runs in
+        this process: ``process_time`` covers the server's work, whatever the load)."""
+        cpu_started = time.process_time()
+        ms = _timed(client, url, expect)
+        self.cpu.append((time.process_time() - cpu_started) * 1000)
+        self.runs.append(ms)
+        return ms
 
 
 def _client(db: Database, path: Path) -> TestClient:
@@ -283,22 +301,22 @@ def measure(name: str, db: Database, path: Path, *, cold_history: int, warm: int
             Row(name, "history fragment, warm (from the cache)", [])]
     first, cold_page, cold_store, warm_page, cold_default, cold_other, warm_history = rows
     _clear()
-    first.runs.append(_timed(client, page, full))
+    first.time(client, page, full)
     for _ in range(10):
         _clear()
-        cold_page.runs.append(_timed(client, page, full))
+        cold_page.time(client, page, full)
         _clear()
-        cold_store.runs.append(_timed(client, f"{page}?store={store}", full))
+        cold_store.time(client, f"{page}?store={store}", full)
         _clear()
-        cold_default.runs.append(_timed(client, fragment, 'data-figure="active_members"'))
+        cold_default.time(client, fragment, 'data-figure="active_members"')
     for i in range(cold_history):
         _clear()
-        cold_other.runs.append(_timed(client, fragment + other, 'data-figure="active_members"'))
+        cold_other.time(client, fragment + other, 'data-figure="active_members"')
         console.print(f"[{name}] history of another period, cold {i + 1}/{cold_history}: "
                       f"{cold_other.runs[-1]:,.0f} ms")
     for _ in range(warm):
-        warm_page.runs.append(_timed(client, page, full))
-        warm_history.runs.append(_timed(client, fragment, 'data-figure="active_members"'))
+        warm_page.time(client, page, full)
+        warm_history.time(client, fragment, 'data-figure="active_members"')
     client.close()
     return rows
 
@@ -339,9 +357,47 @@ def measure_member(name: str, db: Database, path: Path, *, pages: int) -> list[R
     client = _client(db, path)
     rows = [Row(name, "next-best fragment /members/{id}/next-best (stored)", [])]
     for raw in ids:
-        rows[0].runs.append(_timed(client, f"/members/{uuid.UUID(raw)}/next-best", "<ol"))
+        rows[0].time(client, f"/members/{uuid.UUID(raw)}/next-best", "<ol")
     client.close()
     return rows
+
+
+def measure_collect(path: Path) -> None:
+    """``aggregates.collect`` on a copy of ``path`` (the source load timed apart)."""
+    import resource
+    import shutil
+    import tempfile
+
+    from patron.analytics import aggregates, source
+
+    def cpu() -> float:
+        own, kids = (resource.getrusage(resource.RUSAGE_SELF),
+                     resource.getrusage(resource.RUSAGE_CHILDREN))
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    with tempfile.TemporaryDirectory(prefix="patron-collect-") as tmp:
+        copy = Path(tmp) / path.name
+        shutil.copyfile(path, copy)
+        db = Database.from_url(f"sqlite:///{copy}")
+        load = os.getloadavg()[0]
+        wall0, cpu0 = time.perf_counter(), cpu()
+        with source.open_source(db, as_of=AS_OF, timezone=TIMEZONE, tables=[
+                "sales", "members", "holdings", "stores", "lines", "products",
+                "categories"]) as src:
+            wall1, cpu1 = time.perf_counter(), cpu()
+            got = aggregates.collect(src, as_of=AS_OF, timezone=TIMEZONE, clock_now=NOW)
+            wall2, cpu2 = time.perf_counter(), cpu()
+        db.dispose()
+    table = Table("step", "wall s", "CPU s",
+                  title=f"aggregates.collect on {path.name} (load average {load:.1f} at the "
+                        f"start, {os.getloadavg()[0]:.1f} at the end)")
+    table.add_row("source load", f"{wall1 - wall0:.1f}", f"{cpu1 - cpu0:.1f}")
+    table.add_row("collect", f"{wall2 - wall1:.1f}", f"{cpu2 - cpu1:.1f}")
+    for part, seconds in got.seconds.items():
+        table.add_row(f"  {part} (wall)", f"{seconds:.1f}", "")
+    rows = got.next_best.num_rows if got.next_best is not None else 0
+    table.add_row(f"  ({len(got.history)} scopes, {rows:,} next-best rows)", "", "")
+    console.print(table)
 
 
 def main() -> None:
@@ -354,7 +410,12 @@ def main() -> None:
     parser.add_argument("--cold-history", type=int, default=1,
                         help="runs of the history of a period not stored (each loads the "
                              "history: tens of seconds at 1M)")
+    parser.add_argument("--collect", type=Path,
+                        help="only time aggregates.collect on a copy of this analytics db")
     args = parser.parse_args()
+    if args.collect is not None:
+        measure_collect(args.collect)
+        return
     OUT.mkdir(exist_ok=True)
     results: list[Row] = []
     load = os.getloadavg()[0]
@@ -373,13 +434,14 @@ def main() -> None:
             results += measure_member(f"{args.members:,} members", db, path,
                                       pages=args.member_pages)
         db.dispose()
-    table = Table("database", "request", "runs", "p50 ms", "p95 ms", "max ms",
+    table = Table("database", "request", "runs", "p50 ms", "p95 ms", "max ms", "CPU p50 ms",
                   title=f"dashboard at the server (SQLite; {os.cpu_count()} cores, "
                         f"load average {load:.1f} at the start)")
     results = [row for row in results if row.runs]
     for row in results:
         table.add_row(row.database, row.what, str(len(row.runs)), f"{row.quantile(0.5):,.1f}",
-                      f"{row.quantile(0.95):,.1f}", f"{max(row.runs):,.1f}")
+                      f"{row.quantile(0.95):,.1f}", f"{max(row.runs):,.1f}",
+                      f"{row.quantile(0.5, cpu=True):,.1f}")
     console.print(table)
     for row in results:
         console.print(f"{row.database} | {row.what} | mean {statistics.fmean(row.runs):,.1f} ms")

@@ -111,6 +111,28 @@ def test_dashboard_figures_from_the_refresh_equal_those_computed_on_demand(
                 minor_per_major=100) is None
 
 
+def test_one_grouped_pass_gives_each_scopes_history_numbers(
+        db: Database, world: World, clock: FixedClock) -> None:
+    """``store_histories`` (the refresh's one pass) against ``history_numbers`` per scope
+    (what the dashboard computes on demand), for every store and each store, floats
+    included (members buy at their home store and at the other one; ``test_views``
+    covers members without a home store, which the OLTP schema does not allow)."""
+    generate(db, world, members=30, seed=11)
+    period = aggregates.default_period(DAY)
+    with source.open_source(db, as_of=DAY, timezone=TZ,
+                            tables=dashboard.HISTORY_TABLES) as src:
+        stores = sorted([world.store_a.id, world.store_b.id])
+        grouped = aggregates.store_histories(src, period=period, tz=TZ, store_ids=stores)
+        assert list(grouped) == [None, *stores]
+        for store in grouped:
+            scope = None if store is None else frozenset({store})
+            one = aggregates.history_numbers(src, period=period, tz=TZ, store_ids=scope)
+            assert grouped[store] == one, store
+    everyone, a, b = grouped[None], grouped[stores[0]], grouped[stores[1]]
+    assert everyone.points_outstanding == a.points_outstanding + b.points_outstanding
+    assert everyone.active_members > a.active_members > 0
+
+
 def _same_picks(got: dict[uuid.UUID, list[tuple[str, int, str, float]]],
                 want: dict[uuid.UUID, list[tuple[str, int, str, float]]]) -> None:
     """The same picks in the same order, scores equal to the engine's rounding: a sum of

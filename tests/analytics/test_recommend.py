@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime
+import random
+from datetime import UTC, date, datetime, timedelta
 
 import ibis
+import pyarrow as pa
 import pytest
 
 from patron.analytics import recommend
@@ -120,6 +122,66 @@ def test_batch_gives_top_n_per_member_and_matches_the_single_member_call() -> No
                                                 replenishable={"R"},
                                                 settings=RecommendSettings(top_n=1))
         assert products(single) == per_member[member]
+
+
+def _picks(rows: list[dict[str, object]]) -> dict[object, list[tuple[object, ...]]]:
+    out: dict[object, list[tuple[object, ...]]] = {}
+    for r in sorted(rows, key=lambda r: (str(r["member_id"]), int(str(r["rank"])))):
+        out.setdefault(r["member_id"], []).append(
+            (r["rank"], r["product_id"], r["because"], r["score"]))
+    return out
+
+
+def _same_picks(fast: pa.Table, engine: ibis.Table) -> None:
+    """The same picks, ranks and reasons; scores to the last bits (sums in another order)."""
+    got, want = _picks(fast.to_pylist()), _picks(engine.to_pyarrow().to_pylist())
+    assert {m: [p[:3] for p in v] for m, v in got.items()} == \
+        {m: [p[:3] for p in v] for m, v in want.items()}
+    for m, v in got.items():
+        assert [p[3] for p in v] == pytest.approx([p[3] for p in want[m]], rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_numpy_batch_equals_the_engine_query_on_a_random_history(seed: int) -> None:
+    """``top_products`` (the nightly batch) against ``recommendations`` (the engine's
+    query) on random baskets: few products, so ties in similarity, score and buyers are
+    common; some purchases are recent, some products replenishable, some members alone."""
+    rng = random.Random(seed)
+    catalogue = [f"p{k:02d}" for k in range(14)]
+    sales: list[tuple[str | None, date, list[str]]] = []
+    for i in range(60):
+        for _ in range(rng.randint(1, 4)):
+            day = AS_OF - timedelta(days=rng.randint(0, 400))
+            sales.append((f"m{i:02d}", day, rng.sample(catalogue[: 4 + i % 10],
+                                                       rng.randint(1, 3))))
+    sales.append((None, AS_OF, ["p00", "p01"]))
+    lines = lines_table(sales, refunded=frozenset({"p13"}))
+    for settings in (RecommendSettings(top_n=5), RecommendSettings(
+            top_n=3, recent_days=0, min_common=1, neighbours=2)):
+        baskets = recommend.member_baskets(lines, as_of=AS_OF,
+                                           history_days=settings.history_days)
+        fast = recommend.top_products(baskets.to_pyarrow(), as_of=AS_OF,
+                                      replenishable={"p02", "p05"}, settings=settings)
+        engine = recommend.recommendations(lines, as_of=AS_OF, replenishable={"p02", "p05"},
+                                           settings=settings)
+        assert fast.num_rows > 100
+        _same_picks(fast, engine)
+
+
+def test_numpy_batch_names_the_smallest_of_equally_similar_reasons() -> None:
+    """B is as close to A as to C (same buyers): ``because`` is A in both paths."""
+    sales: list[tuple[str | None, date, list[str]]] = [
+        (f"x{i}", OLD, ["A", "B", "C"]) for i in range(3)]
+    sales += [("target", RECENT, ["C", "A"])]  # A and C just bought: not offered
+    lines = lines_table(sales)
+    baskets = recommend.member_baskets(lines, as_of=AS_OF, history_days=365)
+    fast = recommend.top_products(baskets.to_pyarrow(), as_of=AS_OF)
+    target = [r for r in fast.to_pylist() if r["member_id"] == "target"]
+    assert [(r["product_id"], r["because"]) for r in target] == [("B", "A")]
+    single = recommend.recommend_for_member(lines, "target", as_of=AS_OF)
+    assert [(r.product_id, r.because) for r in single] == [("B", "A")]
+    empty = recommend.top_products(baskets.to_pyarrow().slice(0, 0), as_of=AS_OF)
+    assert empty.num_rows == 0 and empty.schema == recommend.PICKS_SCHEMA
 
 
 def test_a_member_without_history_gets_nothing() -> None:

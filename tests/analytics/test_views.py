@@ -360,6 +360,81 @@ def test_leaky_bucket_identity_and_active_counts_match_a_slow_reference(
         previous_end = p.active_end
 
 
+# --- every store and each store in one pass ---------------------------------------------
+
+S3 = "store-3"  # has sales but no members
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from([S1, S2, None]),  # home store (None: none)
+                          st.lists(st.tuples(st.integers(0, 420),  # day since origin
+                                             st.sampled_from([S1, S2, S3]),  # store of sale
+                                             st.integers(-50, 900)),  # net_minor
+                                   max_size=7)),
+                min_size=1, max_size=9),
+       st.lists(st.tuples(st.integers(0, 420), st.sampled_from([S1, S2, S3]),
+                          st.integers(1, 500)), max_size=3),
+       st.booleans())
+def test_grouped_views_equal_one_view_per_store(
+        history: list[tuple[str | None, list[tuple[int, str, int]]]],
+        walk_ins: list[tuple[int, str, int]], stranger: bool) -> None:
+    """The nightly refresh's grouped views give, for every store and for each store, the
+    very reports of one call per scope: members split by home store (some without one,
+    a buyer the members table lacks), sales at their own and other stores, refunds."""
+    origin = date(2025, 10, 1)
+    period = Period(date(2026, 1, 1), date(2026, 9, 20))
+    people = [(f"m{i}", home, origin + timedelta(days=7 * i)) for i, (home, _) in
+              enumerate(history)]
+    members = ibis.memtable({
+        "member_id": [m for m, _, _ in people],
+        "joined_at": [_noon(d) for _, _, d in people],
+        "home_store_id": [h for _, h, _ in people],
+        "status": ["active"] * len(people), "tier_code": [None] * len(people),
+    }, schema={"member_id": "string", "joined_at": "timestamp('UTC')",
+               "home_store_id": "string", "status": "string", "tier_code": "string"})
+    rows: list[tuple[str | None, date, int]] = []
+    stores: list[str] = []
+    for (member, _, _), (_, bought) in zip(people, history, strict=True):
+        for offset, store, net in bought:
+            rows.append((member, origin + timedelta(days=offset), net))
+            stores.append(store)
+    for offset, store, net in walk_ins:
+        rows.append((None, origin + timedelta(days=offset), net))
+        stores.append(store)
+    if stranger:  # bought at S1 and S2, not in the members table
+        rows += [("stranger", date(2026, 4, 1), 300), ("stranger", date(2026, 5, 2), 40)]
+        stores += [S1, S2]
+    if not rows:
+        rows, stores = [(None, origin, 1)], [S1]
+    sales = sales_table(rows, stores=stores)
+    ids = [S1, S2, S3]
+    grouped = {
+        "bucket": views.leaky_buckets(sales, members, period=period, store_ids=ids,
+                                      lapse_days=60),
+        "joined": views.cohort_retentions(sales, members, period=period, store_ids=ids),
+        "first": views.cohort_retentions(sales, members, period=period, store_ids=ids,
+                                         basis=CohortBasis.FIRST_PURCHASE),
+        "repeat": views.repeat_rates(sales, members, period=period, store_ids=ids),
+        "pareto": views.paretos(sales, period=period, store_ids=ids, points=7),
+    }
+    for key in (None, S1, S2, S3):
+        scope = None if key is None else [key]
+        one = {
+            "bucket": views.leaky_bucket(sales, members, period=period, store_ids=scope,
+                                         lapse_days=60),
+            "joined": views.cohort_retention(sales, members, period=period,
+                                             store_ids=scope),
+            "first": views.cohort_retention(sales, members, period=period, store_ids=scope,
+                                            basis=CohortBasis.FIRST_PURCHASE),
+            "repeat": views.repeat_rate(sales, members, period=period, store_ids=scope),
+            "pareto": views.pareto(sales, period=period, store_ids=scope, points=7),
+        }
+        for view, report in one.items():
+            assert grouped[view][key] == report, (view, key)
+    assert grouped["pareto"][None].total_revenue_minor == sum(
+        net for _, day, net in rows if period.first_on <= day <= period.last_on)
+
+
 # --- local time, id types ---------------------------------------------------------------
 
 def test_days_follow_the_zone_when_sales_have_no_local_day() -> None:

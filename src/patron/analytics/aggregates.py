@@ -13,11 +13,15 @@ whole sales history) 48-90 s. The refresh already has both in hand, so it writes
   is answered by summing the rows of its stores: the same numbers as the scan.
 * ``dashboard_history``: the history figures (``history_numbers``) of the dashboard's
   default period, the twelve months to the snapshot day, for every store together and
-  for each store alone; computed by the same function the dashboard calls on demand,
-  from the Source the refresh has open, and stored as JSON (``encode`` / ``decode``
-  round-trip exactly, floats included).
+  for each store alone, from the Source the refresh has open, and stored as JSON
+  (``encode`` / ``decode`` round-trip exactly, floats included). ``store_histories``
+  computes every scope in one grouped pass per view (``views.leaky_buckets`` and its
+  siblings): the same numbers as ``history_numbers``, which the dashboard calls on demand
+  for one scope (a test compares them), at about the cost of one scope instead of one
+  pass per store plus one for all of them.
 * ``next_best_products``: the top ``NEXT_BEST`` products of every member with history
-  (``recommend.recommendations`` over the whole member base at once).
+  (``recommend.precompute``: the baskets from the engine, the item-to-item scores in
+  NumPy; the same picks as ``recommend.recommendations`` over the whole member base).
 
 ``collect`` runs while the refresh's Source is open (the history views and the
 recommendations need it), ``write`` in its write stage (the groups need the scores), and
@@ -32,6 +36,7 @@ the member page to on-demand recommendations (``recommend.next_best``).
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 import types
 import uuid
@@ -117,6 +122,50 @@ def history_numbers(src: Source, *, period: Period, tz: str,
     rows = holdings.aggregate(points=holdings.points_available.sum(),
                               wallet=holdings.wallet_minor.sum()).to_pyarrow().to_pylist()
     held: dict[str, object] = rows[0] if rows else {}
+    return _numbers(bucket=bucket, cohorts=cohorts, repeat=repeat, pareto=pareto,
+                    points=_as_int(held.get("points")), wallet=_as_int(held.get("wallet")))
+
+
+def store_histories(src: Source, *, period: Period, tz: str,
+                    store_ids: Collection[uuid.UUID]) -> dict[uuid.UUID | None, HistoryNumbers]:
+    """``history_numbers`` of every store (key None) and of each of ``store_ids`` alone,
+    with one grouped pass per view instead of one pass per scope (``views.leaky_buckets``
+    and its siblings explain why the numbers are the same)."""
+    ids = sorted(store_ids, key=str)
+    days = src.materialize(
+        "dashboard_days_" + "_".join((period.first_on.strftime("%Y%m%d"),
+                                      period.last_on.strftime("%Y%m%d"),
+                                      re.sub(r"\W", "_", tz))),
+        views.purchase_days(src.sales, None, None, tz=tz, around=period))
+    buckets = views.leaky_buckets(src.sales, src.members, period=period, tz=tz,
+                                  store_ids=ids, days=days)
+    cohorts = views.cohort_retentions(src.sales, src.members, period=period, tz=tz,
+                                      store_ids=ids, days=days)
+    repeats = views.repeat_rates(src.sales, src.members, period=period, tz=tz, store_ids=ids)
+    paretos = views.paretos(src.sales, period=period, tz=tz, store_ids=ids)
+    m = src.members
+    held = m.select(member_id=m.member_id, home=m.home_store_id.cast("string")).join(
+        src.holdings, "member_id")
+    by_home: dict[str | None, tuple[int, int]] = {
+        None if r["home"] is None else str(r["home"]):
+            (_as_int(r["points"]), _as_int(r["wallet"]))
+        for r in held.group_by("home").aggregate(
+            points=held.points_available.sum(),
+            wallet=held.wallet_minor.sum()).to_pyarrow().to_pylist()}
+    out: dict[uuid.UUID | None, HistoryNumbers] = {}
+    for store in (None, *ids):
+        key = None if store is None else str(store)
+        mine = list(by_home.values()) if key is None else \
+            [by_home[key]] if key in by_home else []
+        out[store] = _numbers(bucket=buckets[key], cohorts=cohorts[key], repeat=repeats[key],
+                              pareto=paretos[key], points=sum(p for p, _ in mine),
+                              wallet=sum(w for _, w in mine))
+    return out
+
+
+def _numbers(*, bucket: views.LeakyBucket, cohorts: views.CohortReport,
+             repeat: views.RepeatRate, pareto: views.ParetoReport, points: int,
+             wallet: int) -> HistoryNumbers:
     active_start = sum(p.active_start for p in bucket.periods)
     churned = sum(p.churned for p in bucket.periods)
     return HistoryNumbers(
@@ -124,8 +173,7 @@ def history_numbers(src: Source, *, period: Period, tz: str,
         new_members=sum(p.joined for p in bucket.periods), repeat=repeat,
         churn_rate=churned / active_start if active_start else None,
         pareto=pareto, bucket=bucket, cohorts=cohorts,
-        points_outstanding=_as_int(held.get("points")),
-        stored_value_minor=_as_int(held.get("wallet")))
+        points_outstanding=points, stored_value_minor=wallet)
 
 
 def _as_int(value: object) -> int:
@@ -275,13 +323,13 @@ def collect(src: Source, *, as_of: date, timezone: str, clock_now: datetime,
     period = default_period(as_of)
     stores = sorted(uuid.UUID(str(s)) for s in
                     src.stores.select("store_id").to_pyarrow().column("store_id").to_pylist())
-    for store_ids in (None, *(frozenset({s}) for s in stores)):
-        began = time.perf_counter()
-        numbers = history_numbers(src, period=period, tz=timezone, store_ids=store_ids)
-        key = scope_key(store_ids)
+    numbers = store_histories(src, period=period, tz=timezone, store_ids=stores)
+    seconds = time.perf_counter() - started  # one pass for every scope: each took it all
+    for store, figures in numbers.items():
+        key = scope_key(None if store is None else frozenset({store}))
         assert key is not None  # every store, or one
-        out.history.append((key, StoredHistory(numbers=numbers, computed_at=clock_now,
-                                               seconds=time.perf_counter() - began)))
+        out.history.append((key, StoredHistory(numbers=figures, computed_at=clock_now,
+                                               seconds=seconds)))
     out.seconds["history"] = time.perf_counter() - started
     began = time.perf_counter()
     out.next_best = recommend.precompute(src, as_of=as_of, tz=timezone, top_n=top_n)

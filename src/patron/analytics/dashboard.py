@@ -21,7 +21,8 @@ cost allows:
    end. These need the whole history (a member's spells start years back), which at a
    million members is a DuckDB load of tens of seconds. For the default period (the
    twelve months to the snapshot day) of every store and of each store the nightly refresh
-   computes them with the same function (``aggregates.history_numbers``) and stores them,
+   computes them in one grouped pass (``aggregates.store_histories``, equal to
+   ``aggregates.history_numbers`` of each scope, which this module calls) and stores them,
    so the page shows them at once; any other scope or period is computed on request, once
    per (stores, period, time zone, local day), and kept in memory for that day. The
    history up to the period's last day does not change afterwards (refunds count when

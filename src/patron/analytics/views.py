@@ -35,6 +35,10 @@ Conventions that hold in every view:
   *made at* those stores. ``None`` means every store.
 * money stays in integer minor units; shares and rates are floats in [0, 1], None when
   the denominator is zero.
+
+For the nightly refresh, which wants the dashboard's figures of every store and of each
+store, ``leaky_buckets``, ``cohort_retentions``, ``repeat_rates`` and ``paretos`` give all
+of those scopes from one grouped pass (see "Every store and each store in one pass").
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import ibis
@@ -255,6 +260,75 @@ def _one_row(table: ir.Table) -> dict[str, object]:
 
 
 # ---------------------------------------------------------------------------------------
+# Every store and each store in one pass
+#
+# The nightly refresh wants each member figure for every store together and for each
+# store alone. A member figure follows the *home* store, and every member has one home
+# store (or none), so the members split into disjoint parts by home store: every count
+# of members (active, joined, cohort sizes, repeaters, ...) of one store is its part's,
+# and of every store the sum of all parts (members without a home store, and buyers the
+# members table does not have, are a part of their own: counted for every store only).
+# The grouped views (``leaky_buckets``, ``cohort_retentions``, ``repeat_rates``) compute
+# the parts in one pass, grouped by the home store, and add them up in Python: integers,
+# so exactly the numbers the one-scope views give. Revenue (``paretos``) follows the
+# store of the sale and its curve ranks members by their revenue in the scope, which is
+# not a sum of parts: the member revenues of every store and of each store are ranked in
+# one query, partitioned by scope.
+
+#: A scope of the grouped views: a store's id as text, or None for every store.
+ScopeKey = str | None
+HomeKey = str | None  # a home store's id as text; None: members without one
+T = TypeVar("T")
+K = TypeVar("K")
+
+
+def member_homes(members: ir.Table) -> ir.Table:
+    """(home_member_id, home): every member's home store id as text (null without one)."""
+    return members.select(home_member_id=members.member_id,
+                          home=members.home_store_id.cast("string"))
+
+
+def with_home(table: ir.Table, homes: ir.Table) -> ir.Table:
+    """``table`` (with member_id) and ``home``: the member's home store (``member_homes``),
+    null for a buyer the members table does not have."""
+    joined = table.left_join(homes, table.member_id == homes.home_member_id)
+    return joined.select(*table.columns, "home")
+
+
+def _grouped(table: ir.Table, keys: Sequence[str], **aggregates: ir.Value) -> ir.Table:
+    """``table`` aggregated by ``keys`` (by nothing: one row)."""
+    if keys:
+        return table.group_by(list(keys)).aggregate(**aggregates)
+    return table.aggregate(**aggregates)
+
+
+def _home(row: dict[str, object]) -> HomeKey:
+    home = row.get("home")
+    return None if home is None else str(home)
+
+
+def scope_keys(store_ids: Collection[uuid.UUID | str]) -> list[ScopeKey]:
+    """Every store (None), then each store's id as text: the keys the grouped views
+    return."""
+    return [None, *_ids(store_ids)]
+
+
+def _parts(by_home: dict[HomeKey, T], key: ScopeKey) -> list[T]:
+    """The home-store parts a scope adds up: all of them for every store, else its own."""
+    if key is None:
+        return list(by_home.values())
+    return [by_home[key]] if key in by_home else []
+
+
+def _add(parts: Sequence[dict[K, int]]) -> dict[K, int]:
+    total: dict[K, int] = {}
+    for part in parts:
+        for k, v in part.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+# ---------------------------------------------------------------------------------------
 # Pareto
 
 
@@ -298,51 +372,104 @@ def pareto(sales: ir.Table, *, period: Period, tz: str = "UTC", store_ids: Store
     The curve has at most ``points`` + 1 points: the member at each 1/``points`` step (the
     last member of each step), so a chart gets a fixed size whatever the member count.
     """
+    _check_pareto(top_fraction, points)
+    s = sales_in(sales, period, tz)
+    if store_ids is not None:
+        s = s.filter(s.store_id.cast("string").isin(_ids(store_ids)))
+    return _paretos(s, period=period, stores=[], top_fraction=top_fraction,
+                    points=points)[None]
+
+
+def paretos(sales: ir.Table, *, period: Period, tz: str = "UTC",
+            store_ids: Collection[uuid.UUID | str], top_fraction: float = 0.2,
+            points: int = 100) -> dict[ScopeKey, ParetoReport]:
+    """``pareto`` of every store (key None) and of each of ``store_ids`` (key: its id as
+    text), in one pass: the same reports as one call per scope."""
+    _check_pareto(top_fraction, points)
+    return _paretos(sales_in(sales, period, tz), period=period, stores=_ids(store_ids),
+                    top_fraction=top_fraction, points=points)
+
+
+def _check_pareto(top_fraction: float, points: int) -> None:
     if not 0.0 < top_fraction <= 1.0:
         raise ValidationFailed("the top fraction is a share between 0 and 1", "top_fraction")
     if not 1 <= points <= 10_000:
         raise ValidationFailed("between 1 and 10000 curve points", "points")
-    s = sales_in(sales, period, tz)
-    if store_ids is not None:
-        s = s.filter(s.store_id.cast("string").isin(_ids(store_ids)))
-    totals = _one_row(s.aggregate(
-        total=s.net_minor.sum(),
-        members=s.net_minor.sum(where=s.member_id.notnull()),
-        walk_ins=s.net_minor.sum(where=s.member_id.isnull()),
-    ))
-    total, member_total = _int(totals.get("total")), _int(totals.get("members"))
 
-    spend = s.filter(s.member_id.notnull()).group_by("member_id").aggregate(
-        revenue=s.net_minor.sum())
+
+WHOLE = "*"  # the scope of all the sales ``_paretos`` is given (never a store id)
+
+
+def _paretos(s: ir.Table, *, period: Period, stores: list[str], top_fraction: float,
+             points: int) -> dict[ScopeKey, ParetoReport]:
+    """The reports of the sales ``s`` (key None) and, for each of ``stores``, of its sales
+    (key: the id as text)."""
+    store = s.store_id.cast("string")
+    sums = {"total": s.net_minor.sum(),
+            "members": s.net_minor.sum(where=s.member_id.notnull()),
+            "walk_ins": s.net_minor.sum(where=s.member_id.isnull())}
+    by_store: dict[str | None, dict[str, object]] = {}
+    if stores:
+        for r in s.group_by(store=store).aggregate(**sums).to_pyarrow().to_pylist():
+            by_store[None if r["store"] is None else str(r["store"])] = r
+    else:
+        by_store[None] = _one_row(s.aggregate(**sums))
+
+    bought = s.filter(s.member_id.notnull())
+    spend = bought.group_by("member_id").aggregate(revenue=bought.net_minor.sum())
+    spend = spend.select(scope=ibis.literal(WHOLE, "string"), member_id=spend.member_id,
+                         revenue=spend.revenue)
+    if stores:
+        mine = bought.filter(bought.store_id.cast("string").isin(stores))
+        mine = mine.group_by(scope=mine.store_id.cast("string"), member_id=mine.member_id
+                             ).aggregate(revenue=mine.net_minor.sum())
+        spend = spend.union(mine.select("scope", "member_id", "revenue"))
     spend = spend.filter(spend.revenue > 0)
     order = [ibis.desc(spend.revenue), spend.member_id]
     ranked = spend.mutate(
-        rank=ibis.row_number().over(ibis.window(order_by=order)) + 1,
-        cum=spend.revenue.sum().over(ibis.cumulative_window(order_by=order)),
-        n=spend.count(),
+        rank=ibis.row_number().over(ibis.window(group_by="scope", order_by=order)) + 1,
+        cum=spend.revenue.sum().over(ibis.cumulative_window(group_by="scope",
+                                                            order_by=order)),
+        n=spend.revenue.count().over(ibis.window(group_by="scope")),
     )
     # The member at rank k covers the members' interval [(k-1)/n, k/n]; its part inside
-    # the top fraction is clip(f·n − (k−1), 0, 1).
+    # the top fraction is clip(f·n − (k−1), 0, 1): 1 for the members wholly inside, a
+    # fraction for at most one member. The top revenue is their integer sum plus that one
+    # product, added once in Python: the same float whatever order an engine sums in.
     inside = (ranked.n * top_fraction - (ranked.rank - 1)).clip(lower=0, upper=1)
-    summary = _one_row(ranked.aggregate(
-        n=ranked.count(), positive=ranked.revenue.sum(), top=(ranked.revenue * inside).sum()))
-    n, positive = _int(summary.get("n")), _int(summary.get("positive"))
+    partly = (inside > 0) & (inside < 1)
+    summaries = {str(r["scope"]): r for r in ranked.group_by("scope").aggregate(
+        n=ranked.count(), positive=ranked.revenue.sum(),
+        whole=ranked.revenue.sum(where=inside >= 1),
+        part=(ranked.revenue * inside).sum(where=partly)).to_pyarrow().to_pylist()}
     step = (ranked.rank * points + ranked.n - 1) // ranked.n  # ceil(rank·points / n)
-    curve_rows = ranked.group_by(step=step).aggregate(
-        rank=ranked.rank.max(), cum=ranked.cum.max()).order_by("step")
-    curve = [ParetoPoint(0.0, 0.0)]
-    if n and positive:
-        curve += [ParetoPoint(int(r["rank"]) / n, int(r["cum"]) / positive)
-                  for r in curve_rows.to_pyarrow().to_pylist()]
-    top = summary.get("top")
-    return ParetoReport(
-        period=period, total_revenue_minor=total, member_revenue_minor=member_total,
-        walk_in_revenue_minor=_int(totals.get("walk_ins")),
-        member_revenue_share=_rate(member_total, total) if total > 0 else None,
-        purchasing_members=n, top_fraction=top_fraction,
-        top_share=float(top) / positive if positive and isinstance(top, int | float)
-        else None,
-        curve=tuple(curve))
+    curves: dict[str, list[tuple[int, int, int]]] = {}
+    for r in ranked.group_by(scope=ranked.scope, step=step).aggregate(
+            rank=ranked.rank.max(), cum=ranked.cum.max()).to_pyarrow().to_pylist():
+        curves.setdefault(str(r["scope"]), []).append(
+            (int(r["step"]), int(r["rank"]), int(r["cum"])))
+
+    out: dict[ScopeKey, ParetoReport] = {}
+    for key in [None, *stores]:
+        rows = list(by_store.values()) if key is None else \
+            [by_store[key]] if key in by_store else []
+        total = sum(_int(r.get("total")) for r in rows)
+        member_total = sum(_int(r.get("members")) for r in rows)
+        walk_ins = sum(_int(r.get("walk_ins")) for r in rows)
+        summary = summaries.get(WHOLE if key is None else key, {})
+        n, positive = _int(summary.get("n")), _int(summary.get("positive"))
+        curve = [ParetoPoint(0.0, 0.0)]
+        if n and positive:
+            curve += [ParetoPoint(rank / n, cum / positive) for _, rank, cum in
+                      sorted(curves.get(WHOLE if key is None else key, []))]
+        top = float(_int(summary.get("whole"))) + _float(summary.get("part"))
+        out[key] = ParetoReport(
+            period=period, total_revenue_minor=total, member_revenue_minor=member_total,
+            walk_in_revenue_minor=walk_ins,
+            member_revenue_share=_rate(member_total, total) if total > 0 else None,
+            purchasing_members=n, top_fraction=top_fraction,
+            top_share=top / positive if positive else None, curve=tuple(curve))
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -391,25 +518,68 @@ def cohort_retention(sales: ir.Table, members: ir.Table, *, period: Period, tz: 
                      store_ids: StoreIds = None,
                      basis: CohortBasis = CohortBasis.JOINED) -> CohortReport:
     """Monthly acquisition cohorts (of members at ``store_ids``) and their monthly activity."""
-    end = period.bounds(tz)[1]
     scope = members_in_scope(members, store_ids)
     days = purchase_days(sales, scope, store_ids, tz=tz, around=period)
+    parts = _cohort_counts(days, scope, period=period, tz=tz, basis=basis, by_home=False)
+    return _cohort_report(period, basis, _parts(parts, None))
+
+
+def cohort_retentions(sales: ir.Table, members: ir.Table, *, period: Period,
+                      tz: str = "UTC", store_ids: Collection[uuid.UUID | str],
+                      basis: CohortBasis = CohortBasis.JOINED,
+                      days: ir.Table | None = None) -> dict[ScopeKey, CohortReport]:
+    """``cohort_retention`` of every store (key None) and of each of ``store_ids`` (key:
+    its id as text) in one pass, grouped by home store. ``days``: ``purchase_days`` of
+    every member (no store filter), if the caller has them at hand."""
+    if days is None:
+        days = purchase_days(sales, None, None, tz=tz, around=period)
+    parts = _cohort_counts(days, members, period=period, tz=tz, basis=basis, by_home=True)
+    return {key: _cohort_report(period, basis, _parts(parts, key))
+            for key in scope_keys(store_ids)}
+
+
+CohortCounts = tuple[dict[int, int], dict[tuple[int, int], int]]  # sizes, active
+
+
+def _cohort_counts(days: ir.Table, scope: ir.Table, *, period: Period, tz: str,
+                   basis: CohortBasis, by_home: bool) -> dict[HomeKey, CohortCounts]:
+    """Cohort sizes and active members (cohort, months since) of the members ``scope``
+    and the purchase ``days``, per home store (``by_home``) or all together (key None)."""
+    end = period.bounds(tz)[1]
     active = days.filter(days.day <= day_number(period.last_on)).select(
         "member_id", "month").distinct()
     if basis is CohortBasis.JOINED:
         joined = scope.filter(scope.joined_at < end)
         cohorts = joined.select(member_id=joined.member_id,
-                                cohort=local_month(joined.joined_at, tz, around=period))
+                                cohort=local_month(joined.joined_at, tz, around=period),
+                                home=joined.home_store_id.cast("string"))
     else:
         cohorts = active.group_by("member_id").aggregate(cohort=active.month.min())
+        if by_home:
+            cohorts = with_home(cohorts, member_homes(scope))
+    keys = ["home"] if by_home else []
+    cohorts = cohorts.select("member_id", "cohort", *keys)
     cohorts = cohorts.filter((cohorts.cohort >= period.first_month)
                              & (cohorts.cohort <= period.last_month))
-    sizes = {int(r["cohort"]): int(r["size"]) for r in cohorts.group_by("cohort").aggregate(
-        size=cohorts.count()).to_pyarrow().to_pylist()}
+    out: dict[HomeKey, CohortCounts] = {}
+    for r in cohorts.group_by([*keys, "cohort"]).aggregate(
+            size=cohorts.count()).to_pyarrow().to_pylist():
+        out.setdefault(_home(r), ({}, {}))[0][int(r["cohort"])] = int(r["size"])
     j = active.join(cohorts, "member_id")
     j = j.mutate(k=j.month - j.cohort).filter(lambda t: t.k >= 0)
-    counts = {(int(r["cohort"]), int(r["k"])): int(r["active"]) for r in j.group_by(
-        ["cohort", "k"]).aggregate(active=j.member_id.nunique()).to_pyarrow().to_pylist()}
+    # a member has one home store: distinct members per home store add up to distinct
+    # members over all of them
+    for r in j.group_by([*keys, "cohort", "k"]).aggregate(
+            active=j.member_id.nunique()).to_pyarrow().to_pylist():
+        out.setdefault(_home(r), ({}, {}))[1][(int(r["cohort"]), int(r["k"]))] = \
+            int(r["active"])
+    return out
+
+
+def _cohort_report(period: Period, basis: CohortBasis,
+                   parts: Sequence[CohortCounts]) -> CohortReport:
+    sizes = _add([p[0] for p in parts])
+    counts = _add([p[1] for p in parts])
     out = []
     for cohort in sorted(sizes):
         size = sizes[cohort]
@@ -438,11 +608,36 @@ def repeat_rate(sales: ir.Table, members: ir.Table | None, *, period: Period,
                 tz: str = "UTC", store_ids: StoreIds = None) -> RepeatRate:
     """Repeat purchase rate: members with ≥ 2 purchase days in the period / with ≥ 1."""
     days = purchase_days(sales_in(sales, period, tz), members, store_ids, tz=tz, around=period)
+    return _repeat_report(period, _parts(_repeat_counts(days, None), None))
+
+
+def repeat_rates(sales: ir.Table, members: ir.Table, *, period: Period, tz: str = "UTC",
+                 store_ids: Collection[uuid.UUID | str]) -> dict[ScopeKey, RepeatRate]:
+    """``repeat_rate`` of every store (key None) and of each of ``store_ids`` (key: its id
+    as text) in one pass, grouped by home store."""
+    days = purchase_days(sales_in(sales, period, tz), None, None, tz=tz, around=period)
+    parts = _repeat_counts(days, member_homes(members))
+    return {key: _repeat_report(period, _parts(parts, key)) for key in scope_keys(store_ids)}
+
+
+def _repeat_counts(days: ir.Table, homes: ir.Table | None) -> dict[HomeKey, dict[str, int]]:
+    """Purchasers and repeaters of the purchase ``days``, per home store (with ``homes``)
+    or all together (key None)."""
     per_member = days.group_by("member_id").aggregate(days=days.count())
-    row = _one_row(per_member.aggregate(
-        purchasers=per_member.count(),
-        repeaters=(per_member.days >= 2).cast("int64").sum()))
-    purchasers, repeaters = _int(row.get("purchasers")), _int(row.get("repeaters"))
+    keys = []
+    if homes is not None:
+        per_member = with_home(per_member, homes)
+        keys = ["home"]
+    rows = _grouped(per_member, keys, purchasers=per_member.count(),
+                    repeaters=(per_member.days >= 2).cast("int64").sum())
+    return {_home(r): {"purchasers": _int(r.get("purchasers")),
+                       "repeaters": _int(r.get("repeaters"))}
+            for r in rows.to_pyarrow().to_pylist()}
+
+
+def _repeat_report(period: Period, parts: Sequence[dict[str, int]]) -> RepeatRate:
+    counts = _add(parts)
+    purchasers, repeaters = counts.get("purchasers", 0), counts.get("repeaters", 0)
     return RepeatRate(period=period, purchasers=purchasers, repeaters=repeaters,
                       rate=_rate(repeaters, purchasers))
 
@@ -525,8 +720,38 @@ def leaky_bucket(sales: ir.Table, members: ir.Table, *, period: Period, tz: str 
     Counts are of members: with N ≥ 31 a member has at most one event of a kind per
     month (for shorter N, events are counted, and a member may lapse twice).
     """
+    _check_lapse(lapse_days)
+    scope = members_in_scope(members, store_ids)
+    days = purchase_days(sales, members, store_ids, tz=tz, around=period)
+    parts = _bucket_counts(days, scope, period=period, tz=tz, lapse_days=lapse_days,
+                           grain=grain, homes=None)
+    return _bucket_report(period, grain, lapse_days, _parts(parts, None))
+
+
+def leaky_buckets(sales: ir.Table, members: ir.Table, *, period: Period, tz: str = "UTC",
+                  store_ids: Collection[uuid.UUID | str],
+                  lapse_days: int = DEFAULT_LAPSE_DAYS, grain: Grain = Grain.MONTH,
+                  days: ir.Table | None = None) -> dict[ScopeKey, LeakyBucket]:
+    """``leaky_bucket`` of every store (key None) and of each of ``store_ids`` (key: its
+    id as text) in one pass, grouped by home store. ``days``: ``purchase_days`` of every
+    member (no store filter), if the caller has them at hand."""
+    _check_lapse(lapse_days)
+    if days is None:
+        days = purchase_days(sales, None, None, tz=tz, around=period)
+    parts = _bucket_counts(days, members, period=period, tz=tz, lapse_days=lapse_days,
+                           grain=grain, homes=member_homes(members))
+    return {key: _bucket_report(period, grain, lapse_days, _parts(parts, key))
+            for key in scope_keys(store_ids)}
+
+
+def _check_lapse(lapse_days: int) -> None:
     if not 1 <= lapse_days <= 3660:
         raise ValidationFailed("lapse days are between 1 and 3660", "lapse_days")
+
+
+def _buckets(period: Period, grain: Grain) -> list[tuple[int, int, int]]:
+    """(bucket, first day number, day number after its last) of the period's months
+    (quarters, years); the last ends after ``period.last_on``."""
     last_n = day_number(period.last_on)
     span = grain.months
     buckets = []
@@ -534,12 +759,29 @@ def leaky_bucket(sales: ir.Table, members: ir.Table, *, period: Period, tz: str 
         first = month_start(index * span)
         following = month_start((index + 1) * span)
         buckets.append((index, day_number(first), min(day_number(following), last_n + 1)))
+    return buckets
+
+
+def _bucket_counts(days: ir.Table, scope: ir.Table, *, period: Period, tz: str,
+                   lapse_days: int, grain: Grain, homes: ir.Table | None
+                   ) -> dict[HomeKey, dict[int, dict[str, int]]]:
+    """Every count of the leaky bucket, by bucket, of the purchase ``days`` and the
+    members ``scope`` (joins), per home store (with ``homes``) or all together (None)."""
+    last_n = day_number(period.last_on)
+    span = grain.months
+    buckets = _buckets(period, grain)
     bucket_table = ibis.memtable(
         {"bucket": [b[0] for b in buckets], "first_n": [b[1] for b in buckets],
          "next_n": [b[2] for b in buckets]},
         schema={"bucket": "int64", "first_n": "int64", "next_n": "int64"})
+    keys = [] if homes is None else ["home"]
+    out: dict[HomeKey, dict[int, dict[str, int]]] = {}
 
-    days = purchase_days(sales, members, store_ids, tz=tz, around=period)
+    def add(rows: list[dict[str, object]]) -> None:
+        for r in rows:
+            counts = out.setdefault(_home(r), {}).setdefault(_int(r["bucket"]), {})
+            counts.update({k: _int(v) for k, v in r.items() if k not in ("home", "bucket")})
+
     days = days.filter(days.day <= last_n)
     by_member = ibis.window(group_by="member_id", order_by="day")
     gaps = days.mutate(previous=days.day.lag().over(by_member))
@@ -549,53 +791,63 @@ def leaky_bucket(sales: ir.Table, members: ir.Table, *, period: Period, tz: str 
         ibis.cumulative_window(group_by="member_id", order_by="day")))
     spells = numbered.group_by(["member_id", "spell"]).aggregate(
         start_n=numbered.day.min(), end_n=numbered.day.max() + lapse_days)
+    if homes is not None:
+        spells = with_home(spells, homes)
 
     b = bucket_table
     j = spells.join(b, [spells.start_n < b.next_n, spells.end_n >= b.first_n])
     starts_inside = j.start_n >= j.first_n
     ends_inside = j.end_n < j.next_n
-    events = j.group_by("bucket").aggregate(
+    add(j.group_by([*keys, "bucket"]).aggregate(
         active_start=(j.start_n < j.first_n).cast("int64").sum(),
         new=(starts_inside & (j.spell == 1)).cast("int64").sum(),
         reactivated=(starts_inside & (j.spell > 1)).cast("int64").sum(),
         lapsed=ends_inside.cast("int64").sum(),
         churned=(ends_inside & ~starts_inside).cast("int64").sum(),
         active_end=(~ends_inside).cast("int64").sum(),
-    )
-    by_bucket: dict[int, dict[str, int]] = {
-        int(r["bucket"]): {k: int(v) for k, v in r.items()}
-        for r in events.to_pyarrow().to_pylist()}
+    ).to_pyarrow().to_pylist())
 
     visits = days.select(member_id=days.member_id, bucket=days.month // span).distinct()
     visits = visits.mutate(previous=visits.bucket.lag().over(
         ibis.window(group_by="member_id", order_by="bucket")))
-    visit_counts = {int(r["bucket"]): (int(r["purchasers"]), int(r["returning"]))
-                    for r in visits.group_by("bucket").aggregate(
-                        purchasers=visits.count(),
-                        returning=(visits.previous == visits.bucket - 1).fill_null(
-                            False).cast("int64").sum()).to_pyarrow().to_pylist()}
+    if homes is not None:
+        visits = with_home(visits, homes)
+    add(visits.group_by([*keys, "bucket"]).aggregate(
+        purchasers=visits.count(),
+        returning=(visits.previous == visits.bucket - 1).fill_null(False).cast("int64").sum()
+    ).to_pyarrow().to_pylist())
 
     end = period.bounds(tz)[1]
-    scope = members_in_scope(members, store_ids)
     joined = scope.filter(scope.joined_at < end)
-    joined = joined.mutate(bucket=local_month(joined.joined_at, tz, around=period) // span)
-    joined_counts = {int(r["bucket"]): int(r["n"]) for r in joined.group_by("bucket")
-                     .aggregate(n=joined.count()).to_pyarrow().to_pylist()}
+    joined = joined.mutate(bucket=local_month(joined.joined_at, tz, around=period) // span,
+                           home=joined.home_store_id.cast("string"))
+    add(joined.group_by([*keys, "bucket"]).aggregate(joined=joined.count())
+        .to_pyarrow().to_pylist())
+    return out
 
+
+def _bucket_report(period: Period, grain: Grain, lapse_days: int,
+                   parts: Sequence[dict[int, dict[str, int]]]) -> LeakyBucket:
+    """The leaky bucket of the sum of home-store parts (``_bucket_counts``)."""
+    by_bucket: dict[int, dict[str, int]] = {}
+    for part in parts:
+        for index, counts in part.items():
+            into = by_bucket.setdefault(index, {})
+            for k, v in counts.items():
+                into[k] = into.get(k, 0) + v
     out = []
-    for index, first_n, next_n in buckets:
+    for index, first_n, next_n in _buckets(period, grain):
         e = by_bucket.get(index, {})
         active_start = e.get("active_start", 0)
         new, reactivated, lapsed = e.get("new", 0), e.get("reactivated", 0), e.get("lapsed", 0)
         churned = e.get("churned", 0)
-        purchasers, returning = visit_counts.get(index, (0, 0))
         out.append(BucketPeriod(
             starts_on=EPOCH + timedelta(days=first_n),
             ends_on=EPOCH + timedelta(days=next_n - 1),
-            active_start=active_start, joined=joined_counts.get(index, 0),
-            purchasers=purchasers, new=new, returning=returning, reactivated=reactivated,
-            lapsed=lapsed, churned=churned, net_change=new + reactivated - lapsed,
-            active_end=e.get("active_end", 0),
+            active_start=active_start, joined=e.get("joined", 0),
+            purchasers=e.get("purchasers", 0), new=new, returning=e.get("returning", 0),
+            reactivated=reactivated, lapsed=lapsed, churned=churned,
+            net_change=new + reactivated - lapsed, active_end=e.get("active_end", 0),
             churn_rate=_rate(churned, active_start)))
     return LeakyBucket(period=period, grain=grain, lapse_days=lapse_days, periods=tuple(out))
 
