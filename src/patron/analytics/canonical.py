@@ -316,7 +316,8 @@ LOCAL_DAY_YEARS = 20
 def utc_offsets(zone: str, start_s: int, end_s: int) -> tuple[int, list[tuple[int, int]]]:
     """``zone``'s UTC offset (seconds) at epoch second ``start_s``, and each (epoch second
     it starts, new offset) up to ``end_s``: stepped a day at a time, each change bisected
-    to the second (as ``views.offset_changes``; this module must not import Ibis)."""
+    to the second. Shared by ``views`` (which remembers the answers) and the load: it
+    needs nothing but zoneinfo, as the extract child imports only DuckDB and this module."""
     info = ZoneInfo(zone)
 
     def offset(at_s: int) -> int:

@@ -56,6 +56,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import ibis
 import ibis.expr.types as ir
 
+from patron.analytics import canonical
 from patron.core.errors import ValidationFailed
 from patron.core.money import divide_round_half_up
 
@@ -123,34 +124,9 @@ def local_midnight(day: date, tz: str) -> datetime:
 @lru_cache(maxsize=64)
 def offset_changes(tz: str, start_s: int, end_s: int) -> tuple[int, tuple[tuple[int, int],
                                                                            ...]]:
-    """The zone's UTC offset (seconds) at ``start_s`` and each (instant, new offset) after.
-
-    Found by stepping a day at a time and bisecting to the second at each change, so it
-    needs nothing but zoneinfo.
-    """
-    info = zone(tz)
-
-    def offset(at_s: int) -> int:
-        delta = datetime.fromtimestamp(at_s, UTC).astimezone(info).utcoffset()
-        return int(delta.total_seconds()) if delta is not None else 0
-
-    first = offset(start_s)
-    changes: list[tuple[int, int]] = []
-    current, current_offset = start_s, first
-    while current < end_s:
-        step = min(current + 86_400, end_s)
-        new = offset(step)
-        if new != current_offset:
-            lo, hi = current, step
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if offset(mid) == current_offset:
-                    lo = mid
-                else:
-                    hi = mid
-            changes.append((hi, new))
-            current_offset = new
-        current = step
+    """The zone's UTC offset (seconds) at ``start_s`` and each (instant, new offset) after
+    (``canonical.utc_offsets``, remembered: views ask for the same zones and periods)."""
+    first, changes = canonical.utc_offsets(tz, start_s, end_s)
     return first, tuple(changes)
 
 
