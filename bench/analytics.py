@@ -17,6 +17,13 @@ by its end (the child process that reads SQLite is reported separately). Beside 
     .venv/bin/python bench/analytics.py                      # 1,000,000 members
     .venv/bin/python bench/analytics.py --members 100000     # about 1,000,000 lines
     .venv/bin/python bench/analytics.py --rebuild            # regenerate the database
+    .venv/bin/python bench/analytics.py --scores-steps       # + the scores path alone
+
+The stage table's CPU column counts this process and its finished children; the "of
+which" rows split the stages' wall and CPU seconds between the scores, the portraits and
+the dashboard. ``--scores-steps`` adds a table of the scores path run alone in a child,
+step by step (member summaries, category cycles, fit, score, and the write split into
+deleting the day's old rows and inserting the new ones).
 """
 
 from __future__ import annotations
@@ -330,6 +337,51 @@ def refresh_child(path: str) -> dict[str, Any]:
             "child_peak_mb": peak_mb(resource.RUSAGE_CHILDREN)}
 
 
+def scores_steps_child(path: str) -> dict[str, Any]:
+    """Run in a child process: the scores path alone, step by step (wall and CPU seconds).
+
+    The refresh's stages mix the scores with the portraits and the dashboard; this runs
+    only what ``refresh`` calls in ``scores`` (and the snapshot write), in the same order,
+    on the same day, so each step's cost can be read on its own. It rewrites the day's
+    score rows with the same values.
+    """
+    from patron.analytics import scores
+    from patron.analytics.tables import CategoryCycle, MemberScore
+
+    db = Database.from_url(f"sqlite:///{path}")
+    steps: dict[str, tuple[float, float]] = {}
+    wall, cpu = time.perf_counter(), cpu_seconds()
+
+    def step(name: str) -> None:
+        nonlocal wall, cpu
+        now, used = time.perf_counter(), cpu_seconds()
+        steps[name] = (now - wall, used - cpu)
+        wall, cpu = now, used
+
+    with source.open_source(db, as_of=AS_OF, timezone=TIMEZONE) as src:
+        step("load (SQLite → DuckDB)")
+        history = scores.member_history(src)
+        step("member_history")
+        cycles = scores.category_cycles(src)
+        step("category_cycles")
+    fitted = scores.fit(history)
+    step("fit")
+    table = scores.score(history, fitted)
+    step("score")
+    service._delete_day(db, MemberScore, AS_OF)
+    service._delete_day(db, CategoryCycle, AS_OF)
+    step("write: delete the day's old rows")
+    service._insert(db, MemberScore.__tablename__,
+                    service._with_as_of(table, AS_OF, service.SCORE_COLUMNS))
+    step("write: insert scores")
+    service._insert(db, CategoryCycle.__tablename__,
+                    service._with_as_of(cycles, AS_OF, service.CYCLE_COLUMNS))
+    step("write: insert category cycles")
+    db.dispose()
+    return {"steps": steps, "members": table.num_rows, "cycles": cycles.num_rows,
+            "rows": fitted.params.get("rows", 0)}
+
+
 def _child(flag: str, *args: str) -> Any:
     done = subprocess.run([sys.executable, __file__, flag, *args], capture_output=True,
                           text=True, check=False)
@@ -349,7 +401,10 @@ def main() -> None:
     parser.add_argument("--lifetimes-python", metavar="PYTHON",
                         help="an interpreter with lifetimes installed (e.g. /tmp/lt/bin/python)"
                              ": adds the lifetimes pipeline on the same file")
+    parser.add_argument("--scores-steps", action="store_true",
+                        help="also run the scores path alone, step by step, in a child")
     parser.add_argument("--floor-child", help=argparse.SUPPRESS)
+    parser.add_argument("--scores-child", help=argparse.SUPPRESS)
     parser.add_argument("--refresh-child", help=argparse.SUPPRESS)
     parser.add_argument("--generate-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -358,6 +413,9 @@ def main() -> None:
         return
     if args.refresh_child:
         print(json.dumps(refresh_child(args.refresh_child)))
+        return
+    if args.scores_child:
+        print(json.dumps(scores_steps_child(args.scores_child)))
         return
     if args.generate_child:
         where, members, seed = args.generate_child
@@ -379,6 +437,7 @@ def main() -> None:
     scan = _child("--floor-child", str(path))
     run = _child("--refresh-child", str(path))
     lt = lifetimes_run(args.lifetimes_python, path) if args.lifetimes_python else None
+    alone = _child("--scores-child", str(path)) if args.scores_steps else None
 
     params, stages = run["params"], run["stages"]
     table = Table("stage", "seconds", "CPU s", "peak RSS (MB)", "what",
@@ -397,12 +456,13 @@ def main() -> None:
                   "", "", style="bold")
     table.add_row("(SQLite reading child)", "", "", f"{run['child_peak_mb']:,.0f}",
                   "the child process of the load stage (its CPU is in load)")
-    parts = params.get("parts", {})
+    parts, parts_cpu = params.get("parts", {}), params.get("parts_cpu", {})
     for part, what_part in (("scores", "member summaries, category cycles, score, their write"),
                             ("portraits", "profiles, tags, clusters and their write"),
                             ("dashboard", "dashboard aggregates and next-best products")):
         if part in parts:
-            table.add_row(f"  of which {part}", f"{parts[part]:.2f}", "", "",
+            part_cpu = f"{parts_cpu[part]:.2f}" if part in parts_cpu else ""
+            table.add_row(f"  of which {part}", f"{parts[part]:.2f}", part_cpu, "",
                           f"{what_part} (summed over the stages)", style="dim")
     console.print(table)
 
@@ -444,6 +504,18 @@ def main() -> None:
                   "aim: within 3×")
     console.print(other)
     console.print(f"true BG/NBD (days): r={R} alpha={ALPHA} a={A} b={B}")
+    if alone is not None:
+        steps = Table("step", "seconds", "CPU s",
+                      title=f"the scores path alone: {alone['members']:,} members, "
+                            f"{alone['cycles']:,} category cycles, BG/NBD on "
+                            f"{alone['rows']:,} distinct rows (load average "
+                            f"{os.getloadavg()[0]:.1f} at the end)")
+        for name, (seconds, used) in alone["steps"].items():
+            steps.add_row(name, f"{seconds:.2f}", f"{used:.2f}")
+        after_load = list(alone["steps"].values())[1:]
+        steps.add_row("total after the load", f"{sum(v[0] for v in after_load):.2f}",
+                      f"{sum(v[1] for v in after_load):.2f}", style="bold")
+        console.print(steps)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from scipy.special import hyp2f1
 
-from patron.analytics.models import bgnbd
+from patron.analytics.models import bgnbd, fitting
 from patron.analytics.models.bgnbd import BGNBDParams
+from patron.analytics.models.simulate import simulate_bgnbd
 from patron.analytics.models.summary import CompressedRFM, RFMSummary, compress
 from patron.core.errors import ValidationFailed
 
@@ -133,3 +134,45 @@ def test_cohort_curve_sums_new_customer_curves_from_each_first_purchase() -> Non
 def test_fit_refuses_data_without_repeat_purchases() -> None:
     with pytest.raises(ValidationFailed, match="repeat purchase"):
         bgnbd.fit(compress([0, 0], [0.0, 0.0], [3.0, 4.0]))
+
+
+@pytest.fixture(scope="module")
+def many_distinct_rows() -> CompressedRFM:
+    """60,000 customers timed to the second, as the refresh fits them: no two share a row."""
+    rng = np.random.default_rng(2005)
+    truth = BGNBDParams(r=0.5, alpha=15.0, a=0.6, b=2.4, loglik=0.0, n_customers=0)
+    age = rng.uniform(1.0, 730.0, 60_000)
+    x, t_x = simulate_bgnbd(truth, age, rng)
+    data = compress(x, t_x, age)
+    assert len(data) > 2 * fitting.SAMPLE_ROWS  # large enough to start on a sample
+    return data
+
+
+def test_starting_on_a_sample_reaches_the_full_data_optimum(
+        many_distinct_rows: CompressedRFM) -> None:
+    data = many_distinct_rows
+    sampled = bgnbd.fit(data)  # starts on a sample, polished on every row
+    full = bgnbd.fit(data, sample_rows=0)  # every start on every row
+    assert (sampled.r, sampled.alpha, sampled.a, sampled.b) == pytest.approx(
+        (full.r, full.alpha, full.a, full.b), rel=1e-6)
+    assert sampled.loglik == pytest.approx(full.loglik, rel=1e-12)
+    # the sample alone lands near, not on, the optimum: the polish is what makes it exact
+    part = bgnbd._Rows.of(data).part(fitting.sample(len(data)) or slice(None))
+    rough = CompressedRFM(frequency=part.x.astype(np.int64), recency=part.t_x,
+                          age=part.big_t, weight=part.w)
+    alone = bgnbd.fit(rough, sample_rows=0)
+    assert alone.alpha != pytest.approx(full.alpha, rel=1e-4)
+
+
+def test_polishing_from_an_unrepresentative_sample_still_finds_the_optimum(
+        many_distinct_rows: CompressedRFM) -> None:
+    data = many_distinct_rows
+    rows = bgnbd._Rows.of(data)
+    lopsided = rows.part(slice(0, 5_000))  # the lightest buyers only
+    start = np.log(np.array(bgnbd._starts(rows)[0]))
+    rough = bgnbd._objective(lopsided)
+    found = fitting.minimise_from_starts(rough, [start], bounds=bgnbd.LOG_BOUNDS)
+    assert found is not None
+    polished = fitting.polish(bgnbd._objective(rows), rough, found.x, bounds=bgnbd.LOG_BOUNDS)
+    full = bgnbd.fit(data, sample_rows=0)
+    assert np.exp(polished.x) == pytest.approx([full.r, full.alpha, full.a, full.b], rel=1e-6)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from patron.analytics.models import gamma_gamma
+from patron.analytics.models import fitting, gamma_gamma
 from patron.analytics.models.gamma_gamma import GammaGammaParams
+from patron.analytics.models.simulate import simulate_spend
 from patron.analytics.models.summary import RFMSummary
 from patron.core.errors import ValidationFailed
 
@@ -57,3 +58,19 @@ def test_expected_spend_shrinks_towards_the_population_mean() -> None:
 def test_fit_refuses_data_without_repeat_buyers() -> None:
     with pytest.raises(ValidationFailed, match="no repeat buyers"):
         gamma_gamma.fit([0, 0, 2], [0.0, 0.0, -5.0])
+
+
+def test_starting_on_a_sample_reaches_the_full_data_optimum() -> None:
+    rng = np.random.default_rng(1999)
+    truth = GammaGammaParams(p=1.5, q=6.0, v=20.0, loglik=0.0, n_customers=0)
+    x = rng.integers(1, 30, 60_000)
+    monetary = simulate_spend(truth, x, rng)
+    assert int((x > 0).sum()) > 2 * fitting.SAMPLE_ROWS  # large enough to start on a sample
+    sampled = gamma_gamma.fit(x, monetary)  # starts on a sample, polished on every row
+    full = gamma_gamma.fit(x, monetary, sample_rows=0)  # every start on every row
+    assert (sampled.p, sampled.q, sampled.v) == pytest.approx((full.p, full.q, full.v),
+                                                              rel=1e-5)
+    assert sampled.loglik == pytest.approx(full.loglik, rel=1e-12)
+    ordered = np.lexsort((monetary, x))[fitting.sample(x.shape[0]) or slice(None)]
+    alone = gamma_gamma.fit(x[ordered], monetary[ordered], sample_rows=0)
+    assert alone.v != pytest.approx(full.v, rel=1e-4)  # the polish is what makes it exact

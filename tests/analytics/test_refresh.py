@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import uuid
 from datetime import date, timedelta
 from typing import Any
 
+import numpy as np
+import psycopg
+import pyarrow as pa
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
 from patron.analytics import scores, service
-from patron.analytics.tables import AnalyticsRun, CategoryCycle, MemberScore
+from patron.analytics.tables import (
+    LIFECYCLE_STAGES,
+    LOYALTY_TYPES,
+    RFM_SEGMENTS,
+    SATISFACTION,
+    AnalyticsRun,
+    CategoryCycle,
+    MemberScore,
+)
 from patron.cli import app
 from patron.core.clock import FixedClock
 from patron.core.db import Database
@@ -186,3 +200,146 @@ def test_cli_fit_without_data_fits_the_database(db: Database, database_url: str)
                                 "--calibration-end", DAY.isoformat(), "--json"])
     alpha_weeks = json.loads(weeks.stdout)["bgnbd"]["alpha"]
     assert out["bgnbd"]["alpha"] == pytest.approx(7 * alpha_weeks, rel=1e-3)
+
+
+# ---------------------------------------------------------------- the snapshot write
+
+
+def _score_table(n: int, seed: int) -> pa.Table:
+    """``n`` rows shaped as ``scores.score`` returns them, with every kind of edge value the
+    columns can hold: NULLs, full-precision floats, 0 and 1, large and negative money."""
+    rng = np.random.default_rng(seed)
+    ids = sorted(str(uuid.UUID(int=int(v))) for v in rng.integers(1, 2**62, n))
+    bought = rng.random(n) < 0.8
+
+    def nullable(values: np.ndarray, pa_type: pa.DataType, share: float = 0.2) -> pa.Array:
+        return pa.array(values, type=pa_type, mask=~bought | (rng.random(n) < share))
+
+    money = rng.integers(-2**40, 2**62, n)
+    unit = rng.random(n)
+    unit[:3] = [0.0, 1.0, 1 / 3]
+    days = np.datetime64("2020-01-01") + rng.integers(0, 2500, n).astype("timedelta64[D]")
+    scores_1_5 = rng.integers(1, 6, n)
+
+    def pick(words: tuple[str, ...]) -> list[str]:
+        return [words[i] for i in rng.integers(0, len(words), n)]
+
+    columns: dict[str, pa.Array] = {
+        "member_id": pa.array(ids, type=pa.string()),
+        "purchases": pa.array(rng.integers(0, 500, n), type=pa.int64()),
+        "frequency": nullable(rng.integers(0, 500, n), pa.int64()),
+        "first_purchase_on": nullable(days, pa.date32()),
+        "last_purchase_on": nullable(days + 3, pa.date32()),
+        "recency_days": nullable(rng.integers(0, 900, n), pa.int64()),
+        "tenure_days": nullable(rng.integers(0, 900, n), pa.int64()),
+        "t_x_days": nullable(rng.random(n) * 700, pa.float64()),
+        "age_days": nullable(rng.random(n) * 730 + 1e-9, pa.float64()),
+        "monetary_minor": nullable(money, pa.int64()),
+        "total_net_minor": pa.array(money, type=pa.int64()),
+        "net_90_minor": pa.array(-money // 3, type=pa.int64()),
+        "net_prev_90_minor": pa.array(money // 7, type=pa.int64()),
+        "net_365_minor": pa.array(money // 2, type=pa.int64()),
+        "r_score": pa.array(scores_1_5, type=pa.int16(), mask=~bought),
+        "f_score": pa.array(scores_1_5[::-1], type=pa.int16(), mask=~bought),
+        "m_score": pa.array(scores_1_5, type=pa.int16(), mask=~bought),
+        "fm_score": pa.array(scores_1_5, type=pa.int16(), mask=~bought),
+        "rfm_segment": pa.array(pick(RFM_SEGMENTS), mask=~bought),
+        "p_alive": nullable(unit, pa.float64()),
+        "expected_30": nullable(rng.random(n) * 3, pa.float64()),
+        "expected_90": nullable(rng.random(n) * 1e-300, pa.float64()),
+        "expected_365": nullable(rng.random(n) * 1e12, pa.float64()),
+        "expected_spend_minor": nullable(money, pa.int64()),
+        "clv_minor": nullable(money // 5, pa.int64()),
+        "lifecycle_stage": pa.array(pick(LIFECYCLE_STAGES)),
+        "next_purchase_on": nullable(days + 30, pa.date32(), 0.5),
+        "satisfaction": pa.array(pick(SATISFACTION)),
+        "loyalty_type": pa.array(pick(LOYALTY_TYPES)),
+        "replenishment_categories": pa.array(rng.integers(0, 12, n), type=pa.int64()),
+        "bond_financial": pa.array(unit, type=pa.float64()),
+        "bond_social": pa.array(unit[::-1], type=pa.float64()),
+        "bond_structural": pa.array(rng.random(n), type=pa.float64()),
+        "next_bond": pa.array(pick(("issue_coupon", "invite_survey")), mask=rng.random(n) < 0.3),
+    }
+    return pa.table(columns)
+
+
+def _cycle_table(member_ids: list[str], seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    categories = sorted(str(uuid.UUID(int=int(v))) for v in rng.integers(1, 2**62, 3))
+    pairs = [(m, c) for m in member_ids[::2] for c in categories]
+    n = len(pairs)
+    last = np.datetime64("2026-01-01") + rng.integers(0, 300, n).astype("timedelta64[D]")
+    return pa.table({
+        "member_id": pa.array([m for m, _ in pairs], type=pa.string()),
+        "category_id": pa.array([c for _, c in pairs], type=pa.string()),
+        "intervals": pa.array(rng.integers(1, 40, n), type=pa.int64()),
+        "own_median_days": pa.array(rng.random(n) * 60, type=pa.float64()),
+        "category_median_days": pa.array(rng.random(n) * 60, type=pa.float64()),
+        "interval_days": pa.array(rng.random(n) * 60, type=pa.float64()),
+        "last_purchase_on": pa.array(last, type=pa.date32()),
+        "next_due_on": pa.array(last + 17, type=pa.date32()),
+    })
+
+
+def _as_stored(table: pa.Table, day: date) -> list[tuple[Any, ...]]:
+    """The rows as the ORM reads them back: UUIDs, dates, Python numbers, None."""
+    rows = []
+    for row in table.to_pylist():
+        rows.append((day, *(uuid.UUID(v) if k.endswith("_id") and v is not None else v
+                            for k, v in row.items())))
+    return sorted(rows)
+
+
+def test_a_written_snapshot_reads_back_value_for_value(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service, "CHUNK_ROWS", 700)  # several chunks, a partial last one
+    table = _score_table(2_500, seed=5)
+    cycles = _cycle_table(table.column("member_id").to_pylist(), seed=6)
+    service.write_snapshot(db, as_of=DAY, member_scores=table, category_cycles=cycles)
+    assert _rows(db, MemberScore, DAY) == _as_stored(table, DAY)
+    assert _rows(db, CategoryCycle, DAY) == _as_stored(cycles, DAY)
+    # rewriting the day replaces every row
+    again = _score_table(1_000, seed=7)
+    service.write_snapshot(db, as_of=DAY, member_scores=again, category_cycles=cycles)
+    assert _rows(db, MemberScore, DAY) == _as_stored(again, DAY)
+
+
+def test_the_snapshot_write_still_refuses_rows_breaking_a_check(db: Database) -> None:
+    table = _score_table(50, seed=8)
+    stages = table.column("lifecycle_stage").to_pylist()
+    stages[17] = "zombie"
+    bad = table.set_column(table.column_names.index("lifecycle_stage"), "lifecycle_stage",
+                           pa.array(stages))
+    empty = _cycle_table([], seed=9)
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.CheckViolation)):
+        service.write_snapshot(db, as_of=DAY, member_scores=bad, category_cycles=empty)
+    # a good write (checks evaluated beforehand) leaves the connection checking as before
+    service.write_snapshot(db, as_of=DAY, member_scores=table, category_cycles=empty)
+    with pytest.raises(IntegrityError), db.write() as session:
+        session.execute(update(MemberScore).where(MemberScore.as_of == DAY)
+                        .values(p_alive=1.5))
+
+
+@pytest.mark.parametrize(("column", "bad"), [
+    ("purchases", -1), ("r_score", 6), ("f_score", 0), ("rfm_segment", "vip"),
+    ("lifecycle_stage", "zombie"), ("loyalty_type", "blind"), ("satisfaction", "meh"),
+    ("p_alive", 1.01), ("bond_social", -0.1),
+])
+def test_each_check_constraint_is_evaluated_before_sqlite_skips_it(column: str,
+                                                                   bad: Any) -> None:
+    """The fast write skips SQLite's row-by-row CHECKs only when DuckDB, evaluating the
+    same constraints column-wise, finds every row good: each constraint must be seen."""
+    table = _score_table(40, seed=10)
+    assert service._checks_hold(MemberScore.__tablename__, table)  # the fast path is taken
+    values = table.column(column).to_pylist()
+    row = next(i for i, v in enumerate(values) if v is not None)
+    values[row] = bad
+    index = table.column_names.index(column)
+    broken = table.set_column(index, column, pa.array(values, type=table.schema.field(column).type))
+    assert not service._checks_hold(MemberScore.__tablename__, broken)
+
+
+def test_checks_duckdb_cannot_evaluate_are_left_to_the_database() -> None:
+    table = _score_table(10, seed=11)
+    assert not service._checks_hold(MemberScore.__tablename__, table.drop_columns(["p_alive"]))
+    assert not service._checks_hold("no_such_table", table)

@@ -454,7 +454,8 @@ def _date_col(values: NDArray[np.datetime64]) -> pa.Array:
 
 
 def _text_col(values: NDArray[np.object_]) -> pa.Array:
-    return pa.array(values.tolist(), type=pa.string())
+    """Strings (None → NULL) straight from the object array: no Python list in between."""
+    return pa.array(values, type=pa.string())
 
 
 def _predict(model: clv.CLVModel, h: MemberHistory, b: NDArray[np.bool_], config: ScoreConfig,

@@ -25,6 +25,7 @@ session and look at the latest succeeded run's day.
 from __future__ import annotations
 
 import io
+import sqlite3
 import time
 import traceback
 import uuid
@@ -36,7 +37,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import csv as pacsv
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import CheckConstraint, Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from patron.analytics import aggregates, portraits, scores, source, spark
@@ -45,6 +46,7 @@ from patron.analytics.tables import AnalyticsRun, CategoryCycle, MemberScore
 from patron.core.clock import Clock
 from patron.core.db import Database
 from patron.core.errors import Conflict, NotFound, ValidationFailed
+from patron.core.models import Base
 
 STAGES: tuple[str, ...] = ("load", "summarise", "fit", "score", "write")
 DEFAULT_KEEP = 3
@@ -133,17 +135,27 @@ def refresh(db: Database, clock: Clock, *, timezone: str, as_of: date | None = N
     # and an operator need to see which part of a slow stage is slow
     parts: dict[str, float] = {}
     params["parts"] = parts
+    # ... and their CPU seconds (this process, all threads): on a busy machine wall time
+    # says more about the neighbours than about the part
+    parts_cpu: dict[str, float] = {}
+    params["parts_cpu"] = parts_cpu
+    cpu_mark = time.process_time()
 
     def lap(name: str, since: float) -> float:
+        nonlocal cpu_mark
         now = time.perf_counter()
         parts[name] = round(parts.get(name, 0.0) + now - since, 3)
+        cpu = time.process_time()
+        parts_cpu[name] = round(parts_cpu.get(name, 0.0) + cpu - cpu_mark, 3)
+        cpu_mark = cpu
         return now
 
     def stage(name: str) -> float:
-        nonlocal current
+        nonlocal current, cpu_mark
         current = name
         if progress is not None:
             progress(name, STAGES.index(name), len(STAGES))
+        cpu_mark = time.process_time()
         return time.perf_counter()
 
     try:
@@ -280,6 +292,7 @@ def _delete_day(db: Database, model: type[MemberScore] | type[CategoryCycle],
 
 
 def _insert(db: Database, name: str, table: pa.Table) -> None:
+    """Append ``table``'s rows to the table ``name`` in chunks of short transactions."""
     if db.engine.dialect.name == "postgresql":
         _copy_postgresql(db.engine, name, table)
     else:
@@ -299,17 +312,67 @@ def _sqlite_ready(table: pa.Table) -> pa.Table:
     return pa.table(columns, names=table.column_names)
 
 
+def _checks_hold(name: str, table: pa.Table) -> bool:
+    """Whether every CHECK constraint of the table ``name`` holds on every row of ``table``.
+
+    The constraints' own SQL is evaluated column-wise by DuckDB over the Arrow table (a
+    CHECK passes when its expression is true or NULL). False when one fails, and also when
+    DuckDB cannot evaluate one: the caller then leaves the checking to the database.
+    """
+    import duckdb
+
+    schema = Base.metadata.tables.get(name)
+    if schema is None:  # not a table patron declares: nothing to evaluate it against
+        return False
+    checks = [str(c.sqltext) for c in schema.constraints if isinstance(c, CheckConstraint)]
+    if not checks:
+        return True
+    failing = ", ".join(f"count(*) FILTER (WHERE NOT coalesce(({check}), true))"
+                        for check in checks)
+    duck = duckdb.connect()
+    try:
+        duck.register("candidate_rows", table)
+        counts = duck.execute(f"SELECT {failing} FROM candidate_rows").fetchone()  # noqa: S608
+    except (duckdb.Error, pa.ArrowException):  # a type DuckDB cannot take, an odd check
+        return False
+    finally:
+        duck.close()
+    return counts is not None and not any(counts)
+
+
 def _insert_sqlite(db: Database, name: str, table: pa.Table) -> None:
+    """executemany per chunk, rows streamed from per-column lists.
+
+    Two things make this several times faster than binding Arrow rows one by one:
+
+    * evaluating the table's CHECK constraints row by row is most of SQLite's cost of an
+      insert (35 columns, eight constraints on ``member_scores``). They are evaluated here
+      once, column-wise (``_checks_hold``), and SQLite skips them for these statements
+      (``PRAGMA ignore_check_constraints``, on this connection and only while it
+      inserts). Should DuckDB find a violation, or be unable to evaluate a constraint,
+      SQLite checks every row as usual and refuses the bad one.
+    * rows are tuples zipped from plain Python lists as SQLite consumes them, never held
+      all at once: a million live tuples would keep the garbage collector scanning.
+    """
     ready = _sqlite_ready(table)
+    skip_checks = _checks_hold(name, table)
     cols = ", ".join(f'"{c}"' for c in ready.column_names)
     marks = ", ".join("?" for _ in ready.column_names)
     sql = f'INSERT INTO "{name}" ({cols}) VALUES ({marks})'  # noqa: S608 - our own names
     for start in range(0, ready.num_rows, CHUNK_ROWS):
         chunk = ready.slice(start, CHUNK_ROWS)
-        rows = list(zip(*(chunk.column(c).to_pylist() for c in chunk.column_names),
-                        strict=True))
+        columns = [chunk.column(c).to_pylist() for c in chunk.column_names]
         with db.write() as session:
-            session.connection().exec_driver_sql(sql, rows)
+            driver = session.connection().connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            if not skip_checks:
+                driver.executemany(sql, zip(*columns, strict=True))
+                continue
+            driver.execute("PRAGMA ignore_check_constraints=ON")
+            try:
+                driver.executemany(sql, zip(*columns, strict=True))
+            finally:
+                driver.execute("PRAGMA ignore_check_constraints=OFF")
 
 
 def _copy_postgresql(engine: Engine, name: str, table: pa.Table) -> None:

@@ -41,7 +41,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
-from patron.analytics.models.fitting import minimise_from_starts, names_on_bounds
+from patron.analytics.models.fitting import (
+    SAMPLE_ROWS,
+    Objective,
+    minimise_from_starts,
+    names_on_bounds,
+    sample,
+    weighted_sum,
+)
 from patron.analytics.models.summary import CompressedRFM, RFMSummary
 from patron.core.errors import ValidationFailed
 
@@ -102,6 +109,11 @@ class _Rows:
                    w=data.weight, xs=xs.astype(np.float64),
                    x_index=index.reshape(-1).astype(np.intp))
 
+    def part(self, rows: slice) -> _Rows:
+        """Some of the rows (a sample for the starts); ``xs`` stays whole."""
+        return _Rows(x=self.x[rows], t_x=self.t_x[rows], big_t=self.big_t[rows],
+                     w=self.w[rows], xs=self.xs, x_index=self.x_index[rows])
+
 
 def _loglik_terms(theta: tuple[float, float, float, float], rows: _Rows, *,
                   grad: bool) -> tuple[FloatArray, FloatArray | None]:
@@ -135,7 +147,7 @@ def log_likelihood(params: BGNBDParams | ArrayLike, data: CompressedRFM) -> floa
     """Weighted BG/NBD log-likelihood of ``data`` at (r, α, a, b)."""
     rows = _Rows.of(data)
     ll, _ = _loglik_terms(_theta(params), rows, grad=False)
-    return float(rows.w @ ll)
+    return float(weighted_sum(ll, rows.w))
 
 
 def log_likelihood_gradient(params: BGNBDParams | ArrayLike, data: CompressedRFM) -> FloatArray:
@@ -143,7 +155,7 @@ def log_likelihood_gradient(params: BGNBDParams | ArrayLike, data: CompressedRFM
     rows = _Rows.of(data)
     _, g = _loglik_terms(_theta(params), rows, grad=True)
     assert g is not None
-    return np.asarray(g @ rows.w, dtype=np.float64)
+    return weighted_sum(g, rows.w)
 
 
 def _starts(rows: _Rows) -> list[tuple[float, float, float, float]]:
@@ -153,16 +165,33 @@ def _starts(rows: _Rows) -> list[tuple[float, float, float, float]]:
     and b range from "most customers stay" to "most leave soon", so at least one start is
     in the basin of the optimum whichever story the data tell.
     """
-    rate = max(float(rows.w @ rows.x) / max(float(rows.w @ rows.big_t), 1e-12), 1e-6)
+    rate = max(float(weighted_sum(rows.x, rows.w))
+               / max(float(weighted_sum(rows.big_t, rows.w)), 1e-12), 1e-6)
     shapes = [(1.0, 1.0, 1.0), (0.25, 0.8, 2.5), (2.0, 0.5, 5.0), (0.5, 2.0, 1.0)]
     return [(r, r / rate, a, b) for r, a, b in shapes]
 
 
+def _objective(rows: _Rows) -> Objective:
+    """Mean negative log-likelihood per customer and its gradient, in log-parameters."""
+    total = float(rows.w.sum())
+
+    def objective(u: FloatArray) -> tuple[float, FloatArray]:
+        theta = np.exp(u)
+        ll, g = _loglik_terms((theta[0], theta[1], theta[2], theta[3]), rows, grad=True)
+        assert g is not None
+        return -float(weighted_sum(ll, rows.w)) / total, -weighted_sum(g, rows.w) * theta / total
+
+    return objective
+
+
 def fit(data: CompressedRFM | RFMSummary, *,
-        start: tuple[float, float, float, float] | None = None) -> BGNBDParams:
+        start: tuple[float, float, float, float] | None = None,
+        sample_rows: int = SAMPLE_ROWS) -> BGNBDParams:
     """Maximum-likelihood (r, α, a, b) for compressed (or per-customer) RFM data.
 
-    Starts are tried in turn until two reach the same optimum (see ``fitting``). Raises
+    Starts are tried in turn until two reach the same optimum (see ``fitting``); with
+    more than 2 × ``sample_rows`` rows they are tried on a systematic sample of that many
+    and the best is polished on all rows (0: always on all rows). Raises
     ``ValidationFailed`` when the data cannot identify the model (no customers, or no
     repeat purchases at all).
     """
@@ -170,18 +199,18 @@ def fit(data: CompressedRFM | RFMSummary, *,
     total = float(rows.w.sum())
     if total <= 0:
         raise ValidationFailed("no customers to fit", "data")
-    if float(rows.w @ rows.x) <= 0:
+    if float(weighted_sum(rows.x, rows.w)) <= 0:
         raise ValidationFailed("nobody made a repeat purchase: the model cannot be fitted",
                                "data")
-
-    def objective(u: FloatArray) -> tuple[float, FloatArray]:
-        theta = np.exp(u)
-        ll, g = _loglik_terms((theta[0], theta[1], theta[2], theta[3]), rows, grad=True)
-        assert g is not None
-        return -float(rows.w @ ll) / total, -(g @ rows.w) * theta / total
-
     starts = [start] if start is not None else _starts(rows)
-    best = minimise_from_starts(objective, [np.log(s) for s in starts], bounds=LOG_BOUNDS)
+    some = sample(len(rows.x), sample_rows) if start is None else None
+    rough = None
+    if some is not None:
+        part = rows.part(some)
+        if float(weighted_sum(part.x, part.w)) > 0:
+            rough = _objective(part)
+    best = minimise_from_starts(_objective(rows), [np.log(s) for s in starts],
+                                bounds=LOG_BOUNDS, rough=rough)
     if best is None:
         raise ValidationFailed("the BG/NBD fit did not converge", "data")
     r, alpha, a, b = (float(v) for v in np.exp(best.x))
@@ -243,4 +272,4 @@ def expected_cohort_repeat_purchases(params: BGNBDParams, t: ArrayLike,
     horizon = np.asarray(t, dtype=np.float64)
     elapsed = np.maximum(horizon.reshape(-1, 1) - times.reshape(1, -1), 0.0)
     per_time = expected_purchases(params, elapsed)
-    return np.asarray((per_time @ counts).reshape(horizon.shape), dtype=np.float64)
+    return weighted_sum(per_time, counts).reshape(horizon.shape)

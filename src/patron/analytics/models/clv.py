@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from patron.analytics.models import bgnbd, gamma_gamma
 from patron.analytics.models.bgnbd import BGNBDParams
+from patron.analytics.models.fitting import weighted_sum
 from patron.analytics.models.gamma_gamma import GammaGammaParams
 from patron.analytics.models.summary import RFMSummary, TimeUnit, group_rows
 from patron.core.errors import ValidationFailed
@@ -63,12 +64,13 @@ def discounted_expected_purchases(params: BGNBDParams, *, frequency: ArrayLike,
     if x.shape[0] == 0:
         return np.zeros(0)
     first, inverse = group_rows(x, t_x, big_t)
-    horizons = month_length * np.arange(months + 1, dtype=np.float64).reshape(-1, 1)
+    # E[Y(0)] = 0 exactly: only the month ends are evaluated (₂F₁ is most of the cost)
+    horizons = month_length * np.arange(1, months + 1, dtype=np.float64).reshape(-1, 1)
     cumulative = bgnbd.conditional_expected_purchases(params, horizons, x[first], t_x[first],
                                                       big_t[first])
-    per_month = np.diff(cumulative, axis=0)
+    per_month = np.diff(cumulative, axis=0, prepend=0.0)
     discount = (1.0 + monthly_discount_rate) ** -np.arange(1, months + 1, dtype=np.float64)
-    return np.asarray((discount @ per_month)[inverse], dtype=np.float64)
+    return weighted_sum(per_month.T, discount)[inverse]
 
 
 def customer_lifetime_value(model: CLVModel, *, frequency: ArrayLike, recency: ArrayLike,

@@ -4,11 +4,30 @@ The likelihoods here are smooth but can be flat far from the optimum (a BG/NBD s
 the wrong dropout story wanders for a long time), so each fit is tried from a few
 starting points. Starts are run in turn until two reach the same optimum, which in
 practice means two runs, while a start stranded somewhere worse is outvoted by the rest.
+
+Cost: every evaluation is a pass over the rows, and a start takes some 15-40 of them. On
+a large customer base (per-second recency and age make nearly every customer a distinct
+row) the starts are therefore run on a systematic sample of the rows (``sample``), which
+finds the optimum's basin and lands within a few per cent of it. The sample's optimum is
+then polished on all rows by Newton steps that use the sample's Hessian (central
+differences of the analytic gradient, cheap on the sample): the sample's curvature is
+the full data's to a few per cent, so each step gains one to two digits and some five
+evaluations on all rows reach the stopping rule L-BFGS-B uses, a largest gradient
+component <= 1e-9. Should a step not improve the objective or leave the box, L-BFGS-B
+takes over from the best point reached. The answer is the full data's maximum-likelihood
+estimate, to the optimiser's tolerance, whatever the sample; only the work shrinks.
+
+BLAS runs single-threaded while fitting, and weighted sums over rows use ``einsum``, not
+``@``: every BLAS call of a fit is tiny (L-BFGS-B's algebra on four parameters) or a
+vector reduction, and OpenBLAS wakes its threads for each, which then spin: on two busy
+cores that cost ten times the CPU of the work itself (0.7 ms against 0.05 ms per L-BFGS-B
+iteration; 8 ms against 0.05 ms per weighted sum over 100,000 rows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -16,20 +35,120 @@ from scipy.optimize import OptimizeResult, minimize
 
 Objective = Callable[[NDArray[np.float64]], tuple[float, NDArray[np.float64]]]
 
+#: Rows the starts are run on when there are more than twice as many (see the docstring).
+SAMPLE_ROWS = 20_000
+
+GTOL = 1e-9  # largest gradient component at the optimum (L-BFGS-B's pgtol)
+_OPTIONS = {"maxiter": 2000, "ftol": 1e-15, "gtol": GTOL}
+NEWTON_STEPS = 12  # polish steps before L-BFGS-B takes over
+HESSIAN_STEP = 1e-4  # central-difference step in log-parameters
+
+
+def weighted_sum(values: NDArray[Any], weight: NDArray[Any]) -> NDArray[np.float64]:
+    """Σ_i values[..., i] · weight[i] without BLAS (see the module docstring)."""
+    return np.asarray(np.einsum("...i,i->...", values, weight), dtype=np.float64)
+
+
+def sample(n: int, rows: int = SAMPLE_ROWS) -> slice | None:
+    """Every k-th row, about ``rows`` of ``n``; None when ``n`` is small enough to use all.
+
+    Rows sorted by their statistics (as ``summary.compress`` leaves them) make this a
+    stratified sample.
+    """
+    if rows <= 0 or n <= 2 * rows:
+        return None
+    step = n // rows
+    return slice(step // 2, None, step)
+
+
+def _run(objective: Objective, u0: NDArray[np.float64],
+         bounds: tuple[float, float]) -> OptimizeResult:
+    return minimize(objective, u0, jac=True, method="L-BFGS-B",
+                    bounds=[bounds] * u0.shape[0], options=_OPTIONS)
+
 
 def minimise_from_starts(objective: Objective, starts: Iterable[ArrayLike], *,
-                         bounds: tuple[float, float]) -> OptimizeResult | None:
+                         bounds: tuple[float, float],
+                         rough: Objective | None = None) -> OptimizeResult | None:
     """Best L-BFGS-B result over ``starts`` (given as log-parameters); None if all fail.
 
     ``objective`` returns the value and its gradient. Two results agree when their values
     differ by at most 1e-9 relative (the objectives are per-customer means, of order 1-10).
+    With ``rough`` (the same objective on a sample of the rows) the starts are run on it
+    and the best is polished on ``objective``; should that polish fail, every start is
+    run on ``objective`` after all.
     """
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    with threadpool_limits(limits=1, user_api="blas"):  # see the module docstring
+        return _minimise(objective, starts, bounds=bounds, rough=rough)
+
+
+def _minimise(objective: Objective, starts: Iterable[ArrayLike], *,
+              bounds: tuple[float, float], rough: Objective | None) -> OptimizeResult | None:
+    points = [np.clip(np.asarray(s, dtype=np.float64), *bounds) for s in starts]
+    if rough is not None:
+        found = _best_of(rough, points, bounds)
+        if found is not None:
+            polished = polish(objective, rough, np.asarray(found.x, dtype=np.float64),
+                              bounds=bounds)
+            if np.isfinite(polished.fun):
+                return polished
+    return _best_of(objective, points, bounds)
+
+
+def polish(objective: Objective, rough: Objective, u0: NDArray[np.float64], *,
+           bounds: tuple[float, float]) -> OptimizeResult:
+    """The optimum of ``objective`` near ``u0``, the optimum of ``rough``.
+
+    Newton steps with ``rough``'s Hessian at ``u0`` (see the module docstring); L-BFGS-B
+    from the best point reached when a step fails to improve or leaves ``bounds``.
+    """
+    lo, hi = bounds
+    u = u0
+    f, g = objective(u)
+    calls = 1
+    inverse = _inverse_hessian(rough, u0)
+    if inverse is not None and np.isfinite(f):
+        for _ in range(NEWTON_STEPS):
+            if float(np.max(np.abs(g))) <= GTOL:
+                return OptimizeResult(x=u, fun=f, jac=g, nfev=calls, success=True, status=0,
+                                      message="Newton steps: gradient <= gtol")
+            step = u - inverse @ g
+            if not (np.all(step > lo) and np.all(step < hi)):
+                break
+            f_new, g_new = objective(step)
+            calls += 1
+            if not (np.isfinite(f_new) and f_new <= f + 1e-15 * abs(f)):
+                break
+            u, f, g = step, f_new, g_new
+    return _run(objective, u, bounds)
+
+
+def _inverse_hessian(rough: Objective, u: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    """Inverse of the central-difference Hessian of ``rough`` at ``u``; None unless it is
+    positive definite (then ``u`` is no proper minimum of the sample)."""
+    k = u.shape[0]
+    hessian = np.empty((k, k))
+    for i in range(k):
+        e = np.zeros(k)
+        e[i] = HESSIAN_STEP
+        hessian[i] = (rough(u + e)[1] - rough(u - e)[1]) / (2.0 * HESSIAN_STEP)
+    hessian = (hessian + hessian.T) / 2.0
+    if not np.all(np.isfinite(hessian)):
+        return None
+    try:
+        np.linalg.cholesky(hessian)
+    except np.linalg.LinAlgError:
+        return None
+    return np.asarray(np.linalg.inv(hessian), dtype=np.float64)
+
+
+def _best_of(objective: Objective, starts: list[NDArray[np.float64]],
+             bounds: tuple[float, float]) -> OptimizeResult | None:
     best: OptimizeResult | None = None
-    for start in starts:
-        u0 = np.clip(np.asarray(start, dtype=np.float64), *bounds)
-        res = minimize(objective, u0, jac=True, method="L-BFGS-B",
-                       bounds=[bounds] * u0.shape[0],
-                       options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9})
+    for u0 in starts:
+        res = _run(objective, u0, bounds)
         if not np.isfinite(res.fun):
             continue
         if best is not None and abs(res.fun - best.fun) <= 1e-9 * max(1.0, abs(best.fun)):

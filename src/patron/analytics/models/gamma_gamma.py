@@ -39,7 +39,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import digamma, gammaln
 
-from patron.analytics.models.fitting import minimise_from_starts, names_on_bounds
+from patron.analytics.models.fitting import (
+    SAMPLE_ROWS,
+    Objective,
+    minimise_from_starts,
+    names_on_bounds,
+    sample,
+    weighted_sum,
+)
 from patron.core.errors import ValidationFailed
 
 FloatArray = NDArray[np.float64]
@@ -101,6 +108,11 @@ class _Rows:
         return cls(x=x, m=m, w=w, xs=xs, x_index=index.reshape(-1).astype(np.intp),
                    ln_m=np.log(m), ln_xm=np.log(x * m))
 
+    def part(self, rows: slice | NDArray[np.intp]) -> _Rows:
+        """Some of the rows (a sample for the starts); ``xs`` stays whole."""
+        return _Rows(x=self.x[rows], m=self.m[rows], w=self.w[rows], xs=self.xs,
+                     x_index=self.x_index[rows], ln_m=self.ln_m[rows], ln_xm=self.ln_xm[rows])
+
 
 def _loglik_terms(theta: tuple[float, float, float], rows: _Rows, *,
                   grad: bool) -> tuple[FloatArray, FloatArray | None]:
@@ -126,7 +138,7 @@ def log_likelihood(params: GammaGammaParams | ArrayLike, frequency: ArrayLike,
     """Weighted Gamma-Gamma log-likelihood over the repeat buyers among the rows given."""
     rows = _Rows.of(frequency, monetary, weight)
     ll, _ = _loglik_terms(_theta(params), rows, grad=False)
-    return float(rows.w @ ll)
+    return float(weighted_sum(ll, rows.w))
 
 
 def log_likelihood_gradient(params: GammaGammaParams | ArrayLike, frequency: ArrayLike,
@@ -135,7 +147,7 @@ def log_likelihood_gradient(params: GammaGammaParams | ArrayLike, frequency: Arr
     rows = _Rows.of(frequency, monetary, weight)
     _, g = _loglik_terms(_theta(params), rows, grad=True)
     assert g is not None
-    return np.asarray(g @ rows.w, dtype=np.float64)
+    return weighted_sum(g, rows.w)
 
 
 def _theta(params: GammaGammaParams | ArrayLike) -> tuple[float, float, float]:
@@ -145,12 +157,28 @@ def _theta(params: GammaGammaParams | ArrayLike) -> tuple[float, float, float]:
     return p, q, v
 
 
+def _objective(rows: _Rows) -> Objective:
+    """Mean negative log-likelihood per customer and its gradient, in log-parameters."""
+    total = float(rows.w.sum())
+
+    def objective(u: FloatArray) -> tuple[float, FloatArray]:
+        theta = np.exp(u)
+        ll, g = _loglik_terms((theta[0], theta[1], theta[2]), rows, grad=True)
+        assert g is not None
+        return -float(weighted_sum(ll, rows.w)) / total, -weighted_sum(g, rows.w) * theta / total
+
+    return objective
+
+
 def fit(frequency: ArrayLike, monetary: ArrayLike, weight: ArrayLike | None = None, *,
-        start: tuple[float, float, float] | None = None) -> GammaGammaParams:
+        start: tuple[float, float, float] | None = None,
+        sample_rows: int = SAMPLE_ROWS) -> GammaGammaParams:
     """Maximum-likelihood (p, q, v) from per-customer x and mean repeat value.
 
     Customers with x = 0 (or a non-positive mean, e.g. fully refunded) carry no
     information about spend and are skipped; ``n_customers`` says how many were used.
+    With more than 2 × ``sample_rows`` of them the starts are tried on a systematic sample
+    (ordered by x and m) and the best is polished on all (``fitting``; 0: all rows always).
     """
     rows = _Rows.of(frequency, monetary, weight)
     total = float(rows.w.sum())
@@ -158,19 +186,19 @@ def fit(frequency: ArrayLike, monetary: ArrayLike, weight: ArrayLike | None = No
         raise ValidationFailed("no repeat buyers with a positive spend: the spend model "
                                "cannot be fitted", "data")
 
-    def objective(u: FloatArray) -> tuple[float, FloatArray]:
-        theta = np.exp(u)
-        ll, g = _loglik_terms((theta[0], theta[1], theta[2]), rows, grad=True)
-        assert g is not None
-        return -float(rows.w @ ll) / total, -(g @ rows.w) * theta / total
-
     # Starts: shapes from "spend varies little within a customer" (large p) to "a lot"
     # (small p), each scaled so the implied population mean p v/(q−1) is the observed one.
-    mean = float(rows.w @ rows.m) / total
+    mean = float(weighted_sum(rows.m, rows.w)) / total
     starts = [start] if start is not None else [
         (p0, q0, mean * (q0 - 1.0) / p0) for p0, q0 in ((1.0, 2.0), (5.0, 4.0), (0.5, 1.5),
                                                          (20.0, 10.0))]
-    best = minimise_from_starts(objective, [np.log(s) for s in starts], bounds=LOG_BOUNDS)
+    some = sample(len(rows.x), sample_rows) if start is None else None
+    rough = None
+    if some is not None:
+        ordered = np.lexsort((rows.m, rows.x))  # stratified by x, then m
+        rough = _objective(rows.part(ordered[some]))
+    best = minimise_from_starts(_objective(rows), [np.log(s) for s in starts],
+                                bounds=LOG_BOUNDS, rough=rough)
     if best is None:
         raise ValidationFailed("the Gamma-Gamma fit did not converge", "data")
     p, q, v = (float(t) for t in np.exp(best.x))
