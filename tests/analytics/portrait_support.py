@@ -21,8 +21,16 @@ from typing import Any
 import pyarrow as pa
 
 from patron.analytics import portraits, scores, source
-from patron.analytics.canonical import CANONICAL_TABLES, RAW_TABLES, Kind, build_canonical, cut_sql
+from patron.analytics.canonical import (
+    CANONICAL_TABLES,
+    RAW_TABLES,
+    Kind,
+    build_canonical,
+    cut_sql,
+    ts_literal,
+)
 from patron.analytics.portraits import Computed, PortraitConfig, PreviousPortrait
+from patron.analytics.profile import Collected, ProfileConfig, _utc_offset_sql, family_signals
 
 TZ = "Asia/Shanghai"
 _ARROW = {Kind.UUID: pa.string(), Kind.TS: pa.timestamp("us", tz="UTC"), Kind.INT: pa.int64(),
@@ -82,6 +90,16 @@ class Synthetic:
             if amount:
                 self._add("sale_discounts", sale_id=sale, kind=kind)
         return sale
+
+    def refund(self, sale: str, when: datetime, lines: Sequence[tuple[int, int, int]]) -> None:
+        """A refund of ``sale`` at ``when``: (line index, quantity, amount) per line."""
+        sold = [r for r in self.rows["sale_lines"] if r["sale_id"] == sale]
+        refund = self._add("refunds", sale_id=sale, occurred_at=when,
+                           amount_minor=sum(amount for _, _, amount in lines))
+        for index, quantity, amount in lines:
+            self.rows["refund_lines"].append({"refund_id": refund,
+                                              "sale_line_id": sold[index]["id"],
+                                              "quantity": quantity, "amount_minor": amount})
 
     def message(self, member: str, when: datetime, *, channel: str = "sms",
                 template: str = "campaign", purpose: str = "marketing",
@@ -210,3 +228,198 @@ def seed_database(db: Any, store_a: uuid.UUID, store_b: uuid.UUID, as_of: date,
     return Seeded(weekend_baby=groups["weekend_baby"],
                   evening_coffee=groups["evening_coffee"], deals=groups["deals"],
                   never=never, responsive=responsive)
+
+
+# ---------------------------------------------------------------- the reference profile
+# ``profile.collect`` before it was restructured for speed, kept verbatim as the
+# straightforward definition that the fast passes are compared with.
+
+
+def _ranked(key: str, value: str, top: int) -> str:
+    """Aggregates pivoting the ``top`` ranked rows of a member into columns ``key_1``,
+    ``value_1``, … (``any_value`` with a filter per rank: an ordered ``list()`` aggregate
+    sorts inside every group, which was the costliest step of the whole query)."""
+    return ", ".join(f"any_value({key}) FILTER (WHERE rank = {r}) AS {key}_{r}, "
+                     f"any_value({value}) FILTER (WHERE rank = {r}) AS {value}_{r}"
+                     for r in range(1, top + 1))
+
+
+def _favourites_json(alias: str, key: str, value: str, top: int, shown: str) -> str:
+    """The pivoted favourites of :func:`_ranked` as a JSON array of ``{"id", value}``
+    objects in rank order (``[]`` without any)."""
+    items = ", ".join(
+        f"CASE WHEN {alias}.{key}_{r} IS NOT NULL THEN {{'id': CAST({alias}.{key}_{r} AS "
+        f"VARCHAR), '{value}': {shown.format(f'{alias}.{value}_{r}')}}} END"
+        for r in range(1, top + 1))
+    return (f"coalesce(CAST(to_json(list_filter([{items}], x -> x IS NOT NULL)) AS VARCHAR),"
+            " '[]')")
+
+
+def _reference_sql(src: source.Source, config: ProfileConfig) -> str:
+    cutoff = src.cutoff
+    since_365 = src.as_of - timedelta(days=365)
+    window_start = ts_literal(cutoff - timedelta(days=config.message_window_days))
+    window_end = ts_literal(cutoff - timedelta(days=config.response_days))
+    top = config.favourites
+    return f"""
+    WITH basics AS (
+        SELECT member_id, count(*) AS sales,
+               count(*) FILTER (WHERE occurred_on > DATE '{since_365}') AS sales_365,
+               sum(net_minor) AS spend_minor,
+               coalesce(sum(net_minor) FILTER (WHERE coupon_used OR promoted), 0) AS promo_minor,
+               count(*) FILTER (WHERE coupon_used) AS coupon_sales,
+               sum(discount_minor) AS discount_minor, sum(gross_minor) AS gross_minor,
+               count(*) FILTER (WHERE weekday >= 5) AS weekend_sales,
+               count(*) FILTER (WHERE hour >= {config.evening_hour}) AS evening_sales,
+               count(DISTINCT store_id) AS stores
+        FROM pf_sales GROUP BY member_id),
+    by_store AS (
+        SELECT member_id, store_id, count(*) AS n, sum(net_minor) AS spend
+        FROM pf_sales GROUP BY member_id, store_id
+        QUALIFY row_number() OVER (PARTITION BY member_id
+                                   ORDER BY n DESC, spend DESC, store_id) = 1),
+    by_weekday AS (
+        SELECT member_id, weekday FROM pf_sales GROUP BY member_id, weekday
+        QUALIFY row_number() OVER (PARTITION BY member_id
+                                   ORDER BY count(*) DESC, sum(net_minor) DESC, weekday) = 1),
+    by_hour AS (
+        SELECT member_id, hour FROM pf_sales GROUP BY member_id, hour
+        QUALIFY row_number() OVER (PARTITION BY member_id
+                                   ORDER BY count(*) DESC, sum(net_minor) DESC, hour) = 1),
+    by_category AS (
+        SELECT member_id, category_id, sum(spend) AS spend, sum(lines) AS lines
+        FROM pf_products GROUP BY member_id, category_id HAVING sum(spend) > 0),
+    ranked_categories AS (
+        SELECT *, spend / sum(spend) OVER (PARTITION BY member_id) AS share,
+               row_number() OVER (PARTITION BY member_id
+                                  ORDER BY spend DESC, lines DESC, category_id) AS rank
+        FROM by_category),
+    categories AS (
+        SELECT member_id, count(*) AS categories,
+               {_ranked("category_id", "share", top)},
+               sum(spend) AS category_spend,
+               coalesce(sum(spend) FILTER (WHERE category_id IN (
+                   SELECT category_id FROM pf_family)), 0) AS family_spend
+        FROM ranked_categories GROUP BY member_id),
+    products AS (
+        SELECT member_id, {_ranked("product_id", "quantity", top)}
+        FROM (SELECT member_id, product_id, quantity,
+                     row_number() OVER (PARTITION BY member_id ORDER BY quantity DESC,
+                                        spend DESC, product_id) AS rank
+              FROM pf_products
+              QUALIFY rank <= {top})
+        GROUP BY member_id),
+    family AS (
+        SELECT p.member_id,
+               string_agg(DISTINCT f.signal, ',' ORDER BY f.signal) AS family_signals
+        FROM (SELECT DISTINCT member_id, category_id FROM pf_products) p
+        JOIN pf_family f ON f.category_id = p.category_id
+        GROUP BY p.member_id),
+    sent AS (
+        SELECT m.member_id, m.channel, m.template,
+               p.occurred_at IS NOT NULL
+               AND p.occurred_at <= m.sent_at + INTERVAL {config.response_days} DAY AS acted
+        FROM (SELECT * FROM messages WHERE sent_at >= {window_start}
+                                       AND sent_at < {window_end}) m
+        ASOF LEFT JOIN pf_sales p
+          ON p.member_id = m.member_id AND p.occurred_at > m.sent_at),
+    channels AS (
+        SELECT member_id,
+               count(*) FILTER (WHERE channel = 'sms') AS sms_messages,
+               count(*) FILTER (WHERE channel = 'sms' AND acted) AS sms_acted,
+               count(*) FILTER (WHERE channel = 'email') AS email_messages,
+               count(*) FILTER (WHERE channel = 'email' AND acted) AS email_acted
+        FROM sent GROUP BY member_id),
+    templates AS (
+        SELECT member_id, template AS best_template FROM sent
+        GROUP BY member_id, template HAVING count(*) FILTER (WHERE acted) > 0
+        QUALIFY row_number() OVER (PARTITION BY member_id ORDER BY
+            count(*) FILTER (WHERE acted) DESC,
+            count(*) FILTER (WHERE acted) / count(*) DESC, template) = 1)
+    SELECT CAST(m.member_id AS VARCHAR) AS member_id,
+           CAST(m.home_store_id AS VARCHAR) AS home_store_id,
+           coalesce(b.sales, 0) AS sales, coalesce(b.sales_365, 0) AS sales_365,
+           coalesce(b.spend_minor, 0) AS spend_minor, b.promo_minor, b.coupon_sales,
+           b.discount_minor, b.gross_minor, b.weekend_sales, b.evening_sales,
+           coalesce(b.stores, 0) AS stores,
+           coalesce(c.categories, 0) AS categories,
+           CAST(c.category_id_1 AS VARCHAR) AS top_category_id,
+           c.share_1 AS top_category_share,
+           {_favourites_json("c", "category_id", "share", top, "round({}, 4)")}
+               AS favourite_categories,
+           c.category_spend, c.family_spend,
+           CAST(p.product_id_1 AS VARCHAR) AS top_product_id,
+           {_favourites_json("p", "product_id", "quantity", top, "{}")} AS favourite_products,
+           CAST(s.store_id AS VARCHAR) AS preferred_store_id, s.n AS preferred_store_sales,
+           w.weekday AS preferred_weekday, h.hour AS preferred_hour,
+           coalesce(ch.sms_messages, 0) AS sms_messages,
+           coalesce(ch.sms_acted, 0) AS sms_acted,
+           coalesce(ch.email_messages, 0) AS email_messages,
+           coalesce(ch.email_acted, 0) AS email_acted,
+           t.best_template,
+           coalesce(f.family_signals, '') AS family_signals,
+           bb.baby_first_on, coalesce(bb.baby_days, 0) AS baby_days
+    FROM members m
+    LEFT JOIN basics b ON b.member_id = m.member_id
+    LEFT JOIN by_store s ON s.member_id = m.member_id
+    LEFT JOIN by_weekday w ON w.member_id = m.member_id
+    LEFT JOIN by_hour h ON h.member_id = m.member_id
+    LEFT JOIN categories c ON c.member_id = m.member_id
+    LEFT JOIN products p ON p.member_id = m.member_id
+    LEFT JOIN family f ON f.member_id = m.member_id
+    LEFT JOIN pf_baby bb ON bb.member_id = m.member_id
+    LEFT JOIN channels ch ON ch.member_id = m.member_id
+    LEFT JOIN templates t ON t.member_id = m.member_id
+    WHERE m.status = 'active'
+    ORDER BY m.member_id"""
+
+
+def reference_collect(src: source.Source, config: ProfileConfig | None = None) -> Collected:
+    """``profile.collect`` as it was written first (window ranks and joins on ids, one
+    statement): the straightforward reference the restructured passes must equal."""
+    config = config or ProfileConfig()
+    duck = src.duck
+    categories = [(str(i), c or "", n or "") for i, c, n in duck.execute(
+        "SELECT category_id, code, name FROM categories").fetchall()]
+    family = family_signals(categories, config.family_keywords)
+    pairs = pa.table({
+        "category_id": pa.array([c for c, signals in family.items() for _ in signals],
+                                type=pa.string()),
+        "signal": pa.array([s for signals in family.values() for s in signals],
+                           type=pa.string())})
+    duck.register("pf_family_arrow", pairs)
+    duck.execute("CREATE OR REPLACE TEMP TABLE pf_family AS SELECT CAST(category_id AS UUID) "
+                 "AS category_id, signal FROM pf_family_arrow")
+    duck.unregister("pf_family_arrow")
+    duck.execute(f"""
+        CREATE OR REPLACE TEMP TABLE pf_sales AS
+        SELECT s.member_id, s.store_id, s.occurred_at, s.occurred_on, s.net_minor,
+               s.gross_minor, s.discount_minor, s.coupon_used, s.promoted,
+               CAST(isodow(s.occurred_on) - 1 AS INTEGER) AS weekday,
+               CAST((epoch_ms(s.occurred_at) // 1000 + {_utc_offset_sql(src, "st")}) // 3600 % 24
+                    AS INTEGER) AS hour
+        FROM sales s JOIN stores st ON st.store_id = s.store_id
+        WHERE s.member_id IS NOT NULL AND s.net_minor > 0""")
+    # one pass over the lines: per member and product (categories are sums of these)
+    duck.execute("""
+        CREATE OR REPLACE TEMP TABLE pf_products AS
+        SELECT member_id, product_id, any_value(category_id) AS category_id,
+               sum(quantity) AS quantity, sum(net_minor) AS spend, count(*) AS lines
+        FROM lines WHERE member_id IS NOT NULL AND quantity > 0
+        GROUP BY member_id, product_id""")
+    # days with a baby category: a scan of only those lines (none without such categories)
+    baby = sorted(c for c, signals in family.items() if "baby" in signals)
+    listed = ", ".join(f"'{c}'" for c in baby) or "NULL"
+    duck.execute(f"""
+        CREATE OR REPLACE TEMP TABLE pf_baby AS
+        SELECT member_id, min(occurred_on) AS baby_first_on,
+               count(DISTINCT occurred_on) AS baby_days
+        FROM lines
+        WHERE member_id IS NOT NULL AND quantity > 0 AND {"true" if baby else "false"}
+          AND category_id IN ({listed})
+        GROUP BY member_id""")
+    table = duck.execute(_reference_sql(src, config)).to_arrow_table()
+    for name in ("pf_sales", "pf_products", "pf_baby", "pf_family"):
+        duck.execute(f"DROP TABLE IF EXISTS {name}")
+    names = {category_id: name or code for category_id, code, name in categories}
+    return Collected(table=table, category_names=names, family_categories=family)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from patron.analytics import tags
+from patron.analytics import profile, tags
 from patron.analytics.portraits import PortraitConfig
 from patron.analytics.profile import ProfileConfig, family_signals
 from patron.core.errors import ValidationFailed
-from tests.analytics.portrait_support import Synthetic, by_member, local, run
+from tests.analytics.portrait_support import Synthetic, by_member, local, reference_collect, run
 
 AS_OF = date(2026, 11, 20)  # a Friday
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "portraits.md"
@@ -105,6 +106,89 @@ def test_a_message_counts_as_acted_on_when_a_purchase_follows_within_the_window(
     assert row["best_template"] == "winback"  # one acted each: the better rate
 
 
+def tangled(seed: int, members: int = 240) -> Synthetic:
+    """A random history dense in ties and edge cases: three stores in three zones (two
+    with summer time), few prices, hours and templates (so counts and spends tie), a
+    product without a category, family categories, refunds that cancel a sale or a line,
+    anonymous sales, members who are merged, joined later or never bought, and messages
+    of every channel, purpose and status, some exactly a response window before a sale."""
+    rnd = random.Random(seed)
+    h = Synthetic()
+    stores = [h.store("SH"), h.store("NY", "America/New_York"),
+              h.store("LDN", "Europe/London")]
+    categories = [h.category(name, code) for name, code in (
+        ("Baby formula", None), ("Kids toys", None), ("Pet food", "PET"), ("Coffee", None),
+        ("Snacks", None), ("纸尿裤", "DIAPER"))] + [None]
+    products = [h.product(c, f"p{i}", rnd.choice((500, 1000)))  # type: ignore[arg-type]
+                for i, c in enumerate(categories + categories[:5])]
+    people = []
+    for i in range(members):
+        status = "merged" if i % 23 == 0 else "active"
+        joined = AS_OF + timedelta(days=3) if i % 31 == 0 else AS_OF - timedelta(days=800)
+        people.append(h.member(rnd.choice(stores), local(joined, 9), status=status))
+    for member in people:
+        if rnd.random() < 0.15:  # never bought, or gave their one purchase back in full
+            if rnd.random() < 0.5:
+                when = local(AS_OF - timedelta(days=rnd.randint(1, 300)), 12)
+                sale = h.sale(member, rnd.choice(stores), when, [(products[0], 1, 1000)])
+                h.refund(sale, when + timedelta(hours=1), [(0, 0, 1000)])
+            continue
+        for _ in range(rnd.randint(1, 9)):
+            day = AS_OF - timedelta(days=rnd.randint(-2, 800))
+            when = local(day, rnd.choice((9, 12, 19, 23)))
+            lines = [(rnd.choice(products), rnd.randint(1, 2), rnd.choice((500, 1000)))
+                     for _ in range(rnd.randint(1, 3))]
+            off = rnd.choice((0, 0, 100, 200))
+            kind = rnd.choice(("coupon", "promotion", "tier"))
+            sale = h.sale(None if rnd.random() < 0.05 else member, rnd.choice(stores), when,
+                          lines, **{kind: off})
+            r = rnd.random()
+            total = lines[0][1] * lines[0][2] - off
+            if r < 0.05:  # the whole first line back: a sale of one line nets zero
+                h.refund(sale, when + timedelta(days=1), [(0, lines[0][1], total)])
+            elif r < 0.1:
+                h.refund(sale, when + timedelta(days=2), [(0, 0, total // 2)])
+            if rnd.random() < 0.3:
+                h.message(member, when - timedelta(days=rnd.choice((1, 7, 8))),
+                          channel=rnd.choice(("sms", "email")),
+                          template=rnd.choice(("a", "b", "c")))
+        for _ in range(rnd.randint(0, 3)):
+            h.message(member, local(AS_OF - timedelta(days=rnd.randint(0, 400)), 10),
+                      channel=rnd.choice(("sms", "email", "wechat")),
+                      template=rnd.choice(("a", "b")),
+                      purpose=rnd.choice(("marketing", "marketing", "transactional")),
+                      status=rnd.choice(("sent", "delivered", "failed")))
+    return h
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_collect_equals_the_straightforward_reference_on_a_tangled_history(seed: int) -> None:
+    h = tangled(seed)
+    with h.source(AS_OF) as src:
+        fast = profile.collect(src)
+        reference = reference_collect(src)
+        custom = ProfileConfig(response_days=3, message_window_days=200, evening_hour=12,
+                               favourites=2, family_keywords={"pet": ("pet",),
+                                                              "treat": ("snack", "coffee")})
+        fast_custom = profile.collect(src, custom)
+        reference_custom = reference_collect(src, custom)
+    for got, expected in ((fast, reference), (fast_custom, reference_custom)):
+        assert got.table.schema == expected.table.schema
+        assert got.table.num_rows == expected.table.num_rows > 150
+        for name in expected.table.column_names:  # column by column: a readable failure
+            assert got.table.column(name).to_pylist() == \
+                expected.table.column(name).to_pylist(), name
+        assert got.category_names == expected.category_names
+        assert got.family_categories == expected.family_categories
+    rows = fast.table.to_pylist()  # the history has the ties and cases it is meant to
+    assert sum(r["sales"] == 0 for r in rows) > 10
+    assert sum(r["family_signals"] == "baby,kids" for r in rows) > 5
+    assert sum(r["email_acted"] > 0 for r in rows) > 5
+    assert sum(r["top_category_id"] is None and r["categories"] > 0 for r in rows) > 0
+    assert sum(r["category_spend"] is None and r["top_product_id"] is not None
+               for r in rows) > 0
+
+
 def test_members_other_than_active_ones_have_no_profile() -> None:
     h = Synthetic()
     shop = h.store()
@@ -125,6 +209,8 @@ def test_family_keywords_are_configurable() -> None:
         "9": ("student",)}
     with pytest.raises(ValidationFailed):
         ProfileConfig(family_keywords={"baby": ()})
+    with pytest.raises(ValidationFailed):  # signals are bits of a BIGINT
+        ProfileConfig(family_keywords={f"s{i}": ("x",) for i in range(63)})
     with pytest.raises(ValidationFailed):
         PortraitConfig(k_min=5, k_max=4)
 
