@@ -69,7 +69,6 @@ AT_RISK_P_ALIVE = 0.5
 NEXT_BEST = 5
 #: ``dashboard_history.scope`` of every store together (one store: its id, 32 hex digits).
 ALL_STORES = "all"
-CHUNK_ROWS = 20_000  # rows per delete transaction (a short lock each on SQLite)
 
 
 def default_period(last_on: date) -> Period:
@@ -380,17 +379,9 @@ def _delete_day(db: Database, as_of: date) -> None:
     with db.write() as session:
         session.execute(delete(DashboardGroup).where(DashboardGroup.as_of == as_of))
         session.execute(delete(DashboardHistory).where(DashboardHistory.as_of == as_of))
-    n = NextBestProduct
-    while True:
-        with db.write() as session:
-            bound = session.scalar(select(n.member_id).where(n.as_of == as_of)
-                                   .order_by(n.member_id, n.rank).offset(CHUNK_ROWS).limit(1))
-            doomed = delete(n).where(n.as_of == as_of)
-            if bound is not None:
-                doomed = doomed.where(n.member_id < bound)
-            session.execute(doomed)
-        if bound is None:
-            return
+    from patron.analytics import service  # the snapshot's owner (no import cycle)
+
+    service.delete_day(db, NextBestProduct, as_of)
 
 
 def prune(db: Database) -> list[date]:

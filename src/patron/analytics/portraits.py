@@ -73,7 +73,6 @@ from patron.core.errors import NotFound, ValidationFailed
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
 Bools = NDArray[np.bool_]
-CHUNK_ROWS = 20_000
 SMALL = 50_000  # members: below this, clustering runs on one thread
 
 
@@ -642,18 +641,9 @@ PROFILE_COLUMNS: tuple[str, ...] = tuple(c.name for c in MemberProfile.__table__
 
 def _delete_day(db: Database, as_of: date) -> None:
     """A day's profiles a chunk per transaction (short locks on SQLite), then its portraits."""
-    while True:
-        with db.write() as session:
-            bound = session.scalar(select(MemberProfile.member_id)
-                                   .where(MemberProfile.as_of == as_of)
-                                   .order_by(MemberProfile.member_id)
-                                   .offset(CHUNK_ROWS).limit(1))
-            doomed = delete(MemberProfile).where(MemberProfile.as_of == as_of)
-            if bound is not None:
-                doomed = doomed.where(MemberProfile.member_id < bound)
-            session.execute(doomed)
-        if bound is None:
-            break
+    from patron.analytics import service as analytics  # the snapshot's owner (no cycle)
+
+    analytics.delete_day(db, MemberProfile, as_of)
     with db.write() as session:
         session.execute(delete(Portrait).where(Portrait.as_of == as_of))
         session.execute(delete(PortraitStoreFigures).where(PortraitStoreFigures.as_of == as_of))

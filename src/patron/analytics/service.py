@@ -269,16 +269,17 @@ def write_snapshot(db: Database, *, as_of: date, member_scores: pa.Table,
     """Replace the rows of ``as_of`` with these, in chunks (see the module docstring)."""
     scores_rows = _with_as_of(member_scores, as_of, SCORE_COLUMNS)
     cycle_rows = _with_as_of(category_cycles, as_of, CYCLE_COLUMNS)
-    _delete_day(db, MemberScore, as_of)
-    _delete_day(db, CategoryCycle, as_of)
+    delete_day(db, MemberScore, as_of)
+    delete_day(db, CategoryCycle, as_of)
     _insert(db, MemberScore.__tablename__, scores_rows)
     _insert(db, CategoryCycle.__tablename__, cycle_rows)
 
 
-def _delete_day(db: Database, model: type[MemberScore] | type[CategoryCycle],
-                as_of: date) -> None:
-    """Delete one day's rows a chunk per transaction (a short lock each on SQLite): each
-    chunk is a primary-key range, up to the member ``CHUNK_ROWS`` rows in."""
+def delete_day(db: Database, model: Any, as_of: date) -> None:
+    """Delete one day's rows of a per-member snapshot table (``model`` has ``as_of`` and
+    ``member_id`` leading its primary key: scores, cycles, profiles, next-best products) a
+    chunk per transaction, a short lock each on SQLite: each chunk is a primary-key range,
+    up to the member ``CHUNK_ROWS`` rows in."""
     while True:
         with db.write() as session:
             bound = session.scalar(select(model.member_id).where(model.as_of == as_of)
@@ -410,8 +411,8 @@ def prune(db: Database, *, keep: int) -> list[date]:
     kept = set(good[:keep]) | running
     doomed = sorted(present - kept)
     for day in doomed:
-        _delete_day(db, MemberScore, day)
-        _delete_day(db, CategoryCycle, day)
+        delete_day(db, MemberScore, day)
+        delete_day(db, CategoryCycle, day)
     return doomed
 
 
