@@ -368,8 +368,8 @@ def scores_steps_child(path: str) -> dict[str, Any]:
     step("fit")
     table = scores.score(history, fitted)
     step("score")
-    service._delete_day(db, MemberScore, AS_OF)
-    service._delete_day(db, CategoryCycle, AS_OF)
+    service.delete_day(db, MemberScore, AS_OF)
+    service.delete_day(db, CategoryCycle, AS_OF)
     step("write: delete the day's old rows")
     service._insert(db, MemberScore.__tablename__,
                     service._with_as_of(table, AS_OF, service.SCORE_COLUMNS))
