@@ -22,7 +22,10 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from patron.api.app import create_app
+from patron.core.clock import FixedClock
+from patron.core.db import Database
 from patron.core.settings import Settings
+from tests.conftest import TEST_NOW
 from tests.factories import World, login
 
 EXAMPLES = int(os.environ.get("PATRON_FUZZ_EXAMPLES", "3"))
@@ -38,6 +41,18 @@ def _operations() -> list[tuple[str, str]]:
     document = create_app(Settings(environment="test", database_url="sqlite://")).openapi()
     return sorted((method.upper(), path) for path, item in document["paths"].items()
                   for method in item if method in HTTP_METHODS)
+
+
+@pytest.fixture(scope="module")
+def app(database_url: str, db: Database) -> FastAPI:
+    """One app for the module, in place of conftest's app per test: building an app and
+    generating its OpenAPI document (which FastAPI then keeps) took about a second per
+    operation, most of this module's time. The app holds no state between requests but
+    the database, which conftest empties after every test; settings and clock as
+    conftest's."""
+    settings = Settings(environment="test", database_url=database_url, default_region="CN",
+                        default_language="en")
+    return create_app(settings, db=db, clock=FixedClock(TEST_NOW))
 
 
 @pytest.fixture

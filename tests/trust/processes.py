@@ -24,12 +24,15 @@ def patron_env(database_url: str, log_dir: Path, *, smtp_port: int | None = None
                ) -> dict[str, str]:
     """Environment of the processes: the test database, e-mail to the loopback SMTP server
     (or no channels at all), a short worker lease so a killed worker's messages come back
-    quickly."""
+    quickly, and a short Idempotency-Key lease so a call whose server was killed after
+    claiming its key is taken over by its retry within seconds, not after the default
+    minute (PostgreSQL; a live attempt that outlasts it is fenced off, see
+    core.idempotency, so the books stay exact either way)."""
     env = os.environ | {
         "PATRON_DATABASE_URL": database_url, "PATRON_ENVIRONMENT": "test",
         "PATRON_SMS_PROVIDER": "none", "PATRON_WEBHOOK_PROVIDER": "none",
         "PATRON_MESSAGE_LOG_PATH": str(log_dir / "messages.log"),
-        "PATRON_WORKER_LEASE_SECONDS": "2"}
+        "PATRON_WORKER_LEASE_SECONDS": "2", "PATRON_IDEMPOTENCY_LEASE_SECONDS": "5"}
     if smtp_port is None:
         env["PATRON_EMAIL_PROVIDER"] = "none"
     else:

@@ -41,7 +41,7 @@ from tests.trust.tills import Till, check_books, finish_tills, start_tills, wait
 
 TILLS = 8
 KILLS = 5
-GIVE_UP_S = 240.0  # retrying after the last kill (a dead server's claims lease 60 s)
+GIVE_UP_S = 240.0  # retrying after the last kill (a dead server's claims lease 5 s)
 
 
 def _integrity(database_url: str) -> str:

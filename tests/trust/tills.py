@@ -127,7 +127,7 @@ class Till:
     def run(self, pause_s: float = 0.0) -> None:
         """New calls until ``stop`` is set; a call without an answer is parked and sent
         again (same key, same body) between new calls, so a key whose first attempt died
-        with the server -- its claim leased for a minute on PostgreSQL -- holds up nothing
+        with the server -- its claim leased for a while on PostgreSQL -- holds up nothing
         else. After ``stop``, only retries, until all are answered or ``give_up_at``."""
         n = 0
         while time.monotonic() < self.give_up_at:

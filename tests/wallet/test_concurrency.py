@@ -45,7 +45,10 @@ def _free_port() -> int:
 def server(database_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     broken = getattr(request, "param", False)
     port = _free_port()
-    workers = "4"
+    # two server processes (each with its thread pool) make the spends concurrent across
+    # processes and threads alike; every further worker re-imports the app (seconds of
+    # CPU each) and adds no kind of concurrency the test does not already have
+    workers = "2"
     env = os.environ | {"PATRON_DATABASE_URL": database_url, "PATRON_ENVIRONMENT": "test",
                         "PATRON_TEST_BREAK_LOCK": "1" if broken else "0"}
     proc = subprocess.Popen(
@@ -163,7 +166,8 @@ def _doctor(database_url: str) -> subprocess.CompletedProcess[str]:
 
 
 def _sizes(db: Database) -> tuple[int, int]:
-    """(clients, spends per client): 16 x 500 on PostgreSQL, 8 x 500 on SQLite."""
+    """(clients, spends per client): 16 x 500 on PostgreSQL (issue 4 asks for exactly that),
+    8 x 500 on SQLite."""
     return (16, 500) if db.engine.dialect.name == "postgresql" else (8, 500)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from fastapi import Request, Response
 from pydantic import BaseModel
@@ -26,7 +27,8 @@ def run_once(request: Request, ctx: AppContext, principal: Principal, body: byte
         return status_code, work(session).model_dump_json().encode()
 
     stored = idempotency.run(ctx.db, clock=ctx.clock, scope=scope, key=key,
-                             fingerprint_=fp, work=_work)
+                             fingerprint_=fp, work=_work,
+                             lease=timedelta(seconds=ctx.settings.idempotency_lease_seconds))
     headers = {REPLAY_HEADER: "true"} if stored.replayed else {}
     return Response(stored.body, status_code=stored.status_code,
                     media_type="application/json", headers=headers)

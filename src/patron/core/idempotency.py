@@ -11,7 +11,8 @@ still owned by this attempt (a fencing token). So:
 * a retry of a finished request returns the stored bytes and moves nothing;
 * the same key with a different body (another fingerprint) is refused (422);
 * a duplicate that arrives while the first attempt runs finds the claim and gets 409;
-* if the first attempt crashed after claiming, its lease expires and a retry takes the key
+* if the first attempt crashed after claiming, its lease (``LEASE`` unless the caller
+  passes the deployment's ``idempotency_lease_seconds``) expires and a retry takes the key
   over with a new owner token; should the old attempt still finish, its final UPDATE
   matches no row and its transaction rolls back, so the work can never commit twice;
 * a request that fails validation deletes its claim: nothing is stored, a corrected retry
@@ -42,6 +43,9 @@ from patron.core.db import Database
 from patron.core.errors import Conflict, ValidationFailed
 from patron.core.models import Base
 
+#: How long a claim holds by default: longer than any request should take, so a retry never
+#: takes over a live attempt in normal operation (if it does, the fencing token still keeps
+#: the work from committing twice). Settings.idempotency_lease_seconds overrides it.
 LEASE = timedelta(seconds=60)
 MAX_KEY_LENGTH = 200
 
@@ -86,7 +90,7 @@ def check_key(key: str | None) -> str:
     return key
 
 
-def _claim(db: Database, clock: Clock, scope: str, key: str, fp: str
+def _claim(db: Database, clock: Clock, scope: str, key: str, fp: str, lease: timedelta
            ) -> StoredResponse | str:
     """Claim the key; returns the owner token, or the stored response to replay."""
     owner = secrets.token_hex(16)
@@ -95,7 +99,7 @@ def _claim(db: Database, clock: Clock, scope: str, key: str, fp: str
         row = session.get(IdempotencyKey, (scope, key), with_for_update=True)
         if row is None:
             session.add(IdempotencyKey(scope=scope, key=key, fingerprint=fp, state="pending",
-                                       owner=owner, lease_until=now + LEASE, created_at=now))
+                                       owner=owner, lease_until=now + lease, created_at=now))
             try:
                 session.flush()
             except IntegrityError:
@@ -108,7 +112,7 @@ def _claim(db: Database, clock: Clock, scope: str, key: str, fp: str
         if row.lease_until > now:
             raise Conflict("A request with this Idempotency-Key is in progress",
                            "Idempotency-Key", code="idempotency_in_progress")
-        row.owner, row.lease_until = owner, now + LEASE  # the first attempt died: take over
+        row.owner, row.lease_until = owner, now + lease  # the first attempt died: take over
         return owner
 
 
@@ -147,13 +151,15 @@ def _replay(row: IdempotencyKey, fp: str) -> StoredResponse:
 
 def run(
     db: Database, *, clock: Clock, scope: str, key: str, fingerprint_: str,
-    work: Callable[[Session], tuple[int, bytes]],
+    work: Callable[[Session], tuple[int, bytes]], lease: timedelta = LEASE,
 ) -> StoredResponse:
-    """Run ``work`` at most once for (scope, key); see the module docstring."""
+    """Run ``work`` at most once for (scope, key); see the module docstring. ``lease`` is how
+    long this attempt's claim holds before a retry may presume it dead and take the key
+    over; serialised SQLite commits claim and work together, so it needs no lease."""
     if db.engine.dialect.name == "sqlite" and db.serialised_writes:
         return _run_serialised(db, clock=clock, scope=scope, key=key, fingerprint_=fingerprint_,
                                work=work)
-    claim = _claim(db, clock, scope, key, fingerprint_)
+    claim = _claim(db, clock, scope, key, fingerprint_, lease)
     if isinstance(claim, StoredResponse):
         return claim
     owner = claim

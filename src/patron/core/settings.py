@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # How long a worker may take to send one message before another worker presumes it
     # dead and sends the message again (at least once; see messaging.service).
     worker_lease_seconds: int = Field(default=90, ge=1, le=3600)
+    # How long a value-moving request's claim on its Idempotency-Key holds before a retry may
+    # presume the request dead and take the key over (see core.idempotency).
+    idempotency_lease_seconds: int = Field(default=60, ge=1, le=3600)
 
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
     cookie_secure: bool = False

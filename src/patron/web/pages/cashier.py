@@ -18,6 +18,7 @@ import json
 import math
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -657,7 +658,7 @@ def checkout(page: SignedInPage, data: PostedForm) -> Response:
                 ctx.db, clock=ctx.clock, scope=f"{principal.kind.value}:{principal.id}",
                 key=key, fingerprint_=idempotency.fingerprint("POST", "/cashier/checkout",
                                                               body),
-                work=work)
+                work=work, lease=timedelta(seconds=ctx.settings.idempotency_lease_seconds))
         except PatronError as exc:
             with ctx.db.read() as session:
                 member = _active_member(session, till.member_id)

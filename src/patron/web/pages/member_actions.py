@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -121,7 +122,8 @@ def _once(page: Page, form: Form, member_id: uuid.UUID, path: str, body: dict[st
 
     idempotency.run(ctx.db, clock=ctx.clock, scope=f"{principal.kind.value}:{principal.id}",
                     key=idempotency.check_key(form.get("key") or None),
-                    fingerprint_=idempotency.fingerprint("POST", path, raw), work=run)
+                    fingerprint_=idempotency.fingerprint("POST", path, raw), work=run,
+                    lease=timedelta(seconds=ctx.settings.idempotency_lease_seconds))
 
 
 # ---------------------------------------------------------------- value-moving actions
