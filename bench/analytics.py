@@ -496,10 +496,10 @@ def main() -> None:
         other.add_row("lifetimes end to end / patron refresh", f"{lt_total / total:.2f}×",
                       "the refresh also does portraits, dashboard aggregates and the writes")
         if "scores" in parts:
-            alone = stages["load"] + stages["fit"] + parts["scores"]
+            scores_s = stages["load"] + stages["fit"] + parts["scores"]
             other.add_row("lifetimes end to end / patron scores alone",
-                          f"{lt_total / alone:.2f}×",
-                          f"patron: load + summaries + fit + score + write = {alone:.2f} s")
+                          f"{lt_total / scores_s:.2f}×",
+                          f"patron: load + summaries + fit + score + write = {scores_s:.2f} s")
     other.add_row("patron refresh / DuckDB scan floor", f"{total / scan['sales_s']:.1f}×",
                   "aim: within 3×")
     console.print(other)
