@@ -114,7 +114,10 @@ def for_update(stmt: Select[_T]) -> Select[_T]:
     A module-level function so the concurrency tests can take the lock away and show
     that they then catch the lost update.
     """
-    return stmt.with_for_update()
+    # populate_existing: the row as locked, even if this session read it before
+    # (an object in the identity map keeps its old values otherwise, and a write based
+    # on them loses whatever committed between the read and the lock)
+    return stmt.with_for_update().execution_options(populate_existing=True)
 
 
 def _label(actor: Principal | None) -> str:

@@ -51,7 +51,10 @@ MAX_POINTS = 1_000_000_000
 
 def for_update(stmt: Select[PointsAccount]) -> Select[PointsAccount]:
     """Row lock on PostgreSQL; a module-level function so tests can take it away."""
-    return stmt.with_for_update()
+    # populate_existing: the row as locked, even if this session read it before
+    # (an object in the identity map keeps its old values otherwise, and a write based
+    # on them loses whatever committed between the read and the lock)
+    return stmt.with_for_update().execution_options(populate_existing=True)
 
 
 # ---------------------------------------------------------------- programme
