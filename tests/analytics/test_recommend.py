@@ -7,6 +7,7 @@ import random
 from datetime import UTC, date, datetime, timedelta
 
 import ibis
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -142,10 +143,15 @@ def _same_picks(fast: pa.Table, engine: ibis.Table) -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_numpy_batch_equals_the_engine_query_on_a_random_history(seed: int) -> None:
+@pytest.mark.parametrize(("chunk", "dense_up_to"), [(20_000, 4_000), (7, 0)])
+def test_numpy_batch_equals_the_engine_query_on_a_random_history(
+        seed: int, chunk: int, dense_up_to: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """``top_products`` (the nightly batch) against ``recommendations`` (the engine's
     query) on random baskets: few products, so ties in similarity, score and buyers are
-    common; some purchases are recent, some products replenishable, some members alone."""
+    common; some purchases are recent, some products replenishable, some members alone.
+    Also with members in chunks of 7 and ``because`` looked up in the sparse S."""
+    monkeypatch.setattr(recommend, "MEMBER_CHUNK", chunk)
+    monkeypatch.setattr(recommend, "DENSE_LOOKUP_PRODUCTS", dense_up_to)
     rng = random.Random(seed)
     catalogue = [f"p{k:02d}" for k in range(14)]
     sales: list[tuple[str | None, date, list[str]]] = []
@@ -166,6 +172,28 @@ def test_numpy_batch_equals_the_engine_query_on_a_random_history(seed: int) -> N
                                            settings=settings)
         assert fast.num_rows > 100
         _same_picks(fast, engine)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("n_products", [50, 2 ** 60])
+def test_top_in_groups_ranks_as_a_full_sort(seed: int, n_products: int) -> None:
+    """The selection (and, with a key too wide for an int64, its fallback sort) picks and
+    ranks what sorting every row by (group, units desc, popular asc) does, on tie-heavy
+    random rows: units from a handful of values, groups of 1 to 12 rows."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 13, size=300)
+    groups = np.repeat(np.arange(300, dtype=np.int64) * 3, sizes)
+    units = rng.integers(0, 4, size=len(groups)).astype(np.int64) * 1_000_000_000
+    popular = np.concatenate([rng.permutation(50)[:k] for k in sizes]).astype(np.int64)
+    at, rank = recommend._top_in_groups(groups, units.copy(), popular, n_products, 5)
+    order = sorted(range(len(groups)), key=lambda r: (groups[r], -units[r], popular[r]))
+    expected: list[tuple[int, int]] = []
+    for r in order:
+        place = 1 if not expected or groups[expected[-1][0]] != groups[r] else \
+            expected[-1][1] + 1
+        expected.append((r, place))
+    expected = [(r, place) for r, place in expected if place <= 5]
+    assert list(zip(at.tolist(), rank.tolist(), strict=True)) == expected
 
 
 def test_numpy_batch_names_the_smallest_of_equally_similar_reasons() -> None:

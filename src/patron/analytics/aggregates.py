@@ -358,6 +358,10 @@ def write(db: Database, *, as_of: date, collected: Collected, scores: pa.Table) 
                         for i, row in enumerate(rows))
     picks = collected.next_best
     if picks is not None and picks.num_rows:
+        # in primary-key order (as_of, member_id, rank): SQLite then appends to the key's
+        # B-tree instead of inserting at random places of it (the picks come in the order
+        # the members were first met); UUID text with dashes sorts as their 32 hex digits
+        picks = picks.sort_by([("member_id", "ascending"), ("rank", "ascending")])
         table = pa.table({
             "as_of": pa.array([as_of] * picks.num_rows, pa.date32()),
             "member_id": picks.column("member_id").cast(pa.string()),

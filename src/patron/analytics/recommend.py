@@ -319,8 +319,9 @@ def top_products(baskets: pa.Table, *, as_of: date, replenishable: Collection[Id
     similarity matrix S keeps only those. A chunk of members at a time, B·S gives every
     candidate's score; the recent purchases are dropped and each member's top ``top_n``
     taken in the order ``recommendations`` ranks them (the score rounded to 9 places as
-    the engine rounds it, buyers, id), and ``because`` is the basket product with the
-    largest similarity to the pick (the smallest id among equals). Scores are the same
+    the engine rounds it, buyers, id: ``_top_in_groups``, a selection rather than a sort
+    of every candidate), and ``because`` is the basket product with the largest
+    similarity to the pick (the smallest id among equals). Scores are the same
     sums up to the order of addition (last bits).
     """
     settings = settings or RecommendSettings()
@@ -354,14 +355,22 @@ def top_products(baskets: pa.Table, *, as_of: date, replenishable: Collection[Id
     similar = sparse.csr_array((similarity[near], (i[near], j[near])),
                                shape=(n_products, n_products))
 
-    # what each member bought recently (and is not to be offered again), as pair keys
+    # what each member bought recently (and is not to be offered again), as a 0/1 matrix
     recent_since = as_of - timedelta(days=settings.recent_days - 1)
     last_on = baskets.column("last_on").cast(pa.date32()).to_numpy(zero_copy_only=False)
     again = np.isin(product_ids.to_numpy(zero_copy_only=False),
                     np.array(sorted(str(p) for p in replenishable), dtype=object))
     recent = (last_on >= np.datetime64(recent_since, "D")) & ~again[prod] \
         if settings.recent_days else np.zeros(len(prod), bool)
-    recent_keys = np.sort(memb[recent] * n_products + prod[recent])
+    recent_bought = sparse.csr_array(
+        (np.ones(int(recent.sum()), bool), (memb[recent], prod[recent])),
+        shape=(n_members, n_products))
+
+    # popularity order of the products: buyers desc, then the smaller key (the tie-break
+    # of equal rounded scores), as one integer per product
+    by_popularity = np.lexsort((np.arange(n_products), -buyers))
+    popular = np.empty(n_products, np.int64)
+    popular[by_popularity] = np.arange(n_products)
 
     rows: list[np.ndarray] = []
     picks: list[np.ndarray] = []
@@ -369,23 +378,24 @@ def top_products(baskets: pa.Table, *, as_of: date, replenishable: Collection[Id
     ranks: list[np.ndarray] = []
     reasons: list[np.ndarray] = []
     bought_f = bought.astype(np.float64)
+    dense = similar.toarray() if n_products <= DENSE_LOOKUP_PRODUCTS else None
     for lo in range(0, n_members, MEMBER_CHUNK):
         hi = min(lo + MEMBER_CHUNK, n_members)
-        scored = sparse.coo_array(bought_f[lo:hi] @ similar)
-        m = scored.row.astype(np.int64) + lo
-        p = scored.col.astype(np.int64)
+        scored = sparse.csr_array(bought_f[lo:hi] @ similar)  # no duplicate entries
+        # the recent purchases dropped: their scores minus themselves are exact zeros,
+        # left out (every other score is a sum of similarities > 0, and minus nothing)
+        scored = scored - scored * recent_bought[lo:hi]
+        scored.eliminate_zeros()
+        m = np.repeat(np.arange(lo, hi, dtype=np.int64), np.diff(scored.indptr))
+        p = scored.indices.astype(np.int64)
         value = scored.data
-        fresh = ~_isin_sorted(m * n_products + p, recent_keys)
-        m, p, value = m[fresh], p[fresh], value[fresh]
-        order = np.lexsort((p, -buyers[p], -_round9(value), m))
-        m, p, value = m[order], p[order], value[order]
-        rank = np.arange(len(m)) - np.searchsorted(m, m, side="left") + 1
-        top = rank <= settings.top_n
-        rows.append(m[top])
-        picks.append(p[top])
-        scores.append(value[top])
-        ranks.append(rank[top])
-        reasons.append(_because(bought, similar, m[top], p[top]))
+        at, rank = _top_in_groups(m, _round9_units(value), popular[p], n_products,
+                                  settings.top_n)
+        rows.append(m[at])
+        picks.append(p[at])
+        scores.append(value[at])
+        ranks.append(rank)
+        reasons.append(_because(bought, similar, m[at], p[at], dense))
     return pa.table({
         "member_id": member_ids.take(pa.array(np.concatenate(rows))),
         "product_id": product_ids.take(pa.array(np.concatenate(picks))),
@@ -395,40 +405,90 @@ def top_products(baskets: pa.Table, *, as_of: date, replenishable: Collection[Id
     }, schema=PICKS_SCHEMA)
 
 
-def _isin_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
-    """Whether each of ``keys`` is in ``sorted_keys`` (ascending)."""
-    if len(sorted_keys) == 0:
-        return np.zeros(len(keys), bool)
-    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    found: np.ndarray = sorted_keys[at] == keys
-    return found
-
-
-def _round9(value: np.ndarray) -> np.ndarray:
-    """``round(value, 9)`` as DuckDB computes it for a double: the value times 10⁹,
-    rounded half away from zero, divided by 10⁹ (NumPy's ``round`` rounds half to even)."""
+def _round9_units(value: np.ndarray) -> np.ndarray:
+    """``round(value, 9)`` as DuckDB computes it for a double (the value times 10⁹,
+    rounded half away from zero, divided by 10⁹; NumPy's ``round`` rounds half to even),
+    in units of 10⁻⁹ as integers: the same order and the same ties as the rounded doubles
+    (distinct multiples of 10⁻⁹ below 10⁶ are distinct doubles), as an integer sort key."""
     scaled = value * 1e9
     whole = np.trunc(scaled)
     up = np.abs(scaled - whole) >= 0.5
-    rounded: np.ndarray = (whole + np.where(up, np.sign(scaled), 0.0)) / 1e9
-    return rounded
+    units: np.ndarray = (whole + np.where(up, np.sign(scaled), 0.0)).astype(np.int64)
+    return units
+
+
+def _top_in_groups(groups: np.ndarray, units: np.ndarray, popular: np.ndarray,
+                   n_products: int, top_n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The positions and ranks (1 = best) of each group's ``top_n`` rows, ordered by
+    group, then rank: rows ranked by ``units`` desc, then ``popular`` asc (a product's
+    place by buyers desc, key asc, unique within a group). ``groups`` is ascending.
+
+    The ranking of ``recommendations`` without sorting every candidate: both keys become
+    one int64 (lower = better) and each round takes every group's smallest remaining key
+    (``np.minimum.reduceat``), ``top_n`` rounds of linear passes instead of an
+    n log n sort with four keys over all candidates (most of ``top_products`` at a
+    million members). When the key cannot fit in an int64 it falls back to the sort.
+    """
+    if len(groups) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    best = int(units.max())
+    if int(units.min()) < 0 or (best + 1) * n_products >= 2 ** 62:
+        order = np.lexsort((popular, -units, groups))
+        place = np.arange(len(order)) - np.searchsorted(groups[order], groups[order]) + 1
+        top = place <= top_n
+        return order[top], place[top]
+    key = (best - units) * n_products + popular
+    gone = np.iinfo(np.int64).max
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    group_of = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(groups)]))
+    taken: list[np.ndarray] = []
+    rank_of: list[np.ndarray] = []
+    for step in range(1, top_n + 1):
+        smallest = np.minimum.reduceat(key, starts)
+        at = np.flatnonzero(key == smallest[group_of])
+        at = at[key[at] != gone]
+        if len(at) == 0:
+            break
+        key[at] = gone
+        taken.append(at)
+        rank_of.append(np.full(len(at), step, np.int64))
+    where, ranks = np.concatenate(taken), np.concatenate(rank_of)
+    order = np.lexsort((ranks, groups[where]))
+    return where[order], ranks[order]
+
+
+#: Up to this many products, ``_because`` looks similarities up in a dense copy of S
+#: (n² doubles: 128 MB at 4,000 products); above it, in the sparse S.
+DENSE_LOOKUP_PRODUCTS = 4_000
 
 
 def _because(bought: sparse.csr_array, similar: sparse.csr_array, members: np.ndarray,
-             picks: np.ndarray) -> np.ndarray:
+             picks: np.ndarray, dense: np.ndarray | None = None) -> np.ndarray:
     """For each (member, pick): the product of the member's basket most similar to the
-    pick, the smallest key among equals."""
+    pick, the smallest key among equals. ``dense`` is ``similar`` as a dense array, or
+    None (a large catalogue).
+
+    Every (pick, basket product) pair's similarity is looked up (a gather from the dense
+    S when there is one: SciPy's sparse fancy indexing was most of this), and
+    each pick's best found with a segmented maximum, not a sort: the basket products of
+    a member are in ascending key order (``bought`` is canonical), so the first pair with
+    the maximum is the smallest key."""
     if len(members) == 0:  # SciPy answers an empty fancy index with a 0-d array
         return np.zeros(0, np.int64)
     starts = bought.indptr[members]
-    counts = bought.indptr[members + 1] - starts
+    counts = bought.indptr[members + 1] - starts  # ≥ 1: a member with a pick bought
     pick_of = np.repeat(np.arange(len(members)), counts)
     offsets = np.arange(len(pick_of)) - np.repeat(np.cumsum(counts) - counts, counts)
     items = bought.indices[np.repeat(starts, counts) + offsets].astype(np.int64)
-    value = np.asarray(similar[items, picks[pick_of]]).ravel()
-    order = np.lexsort((items, -value, pick_of))
-    first = np.searchsorted(pick_of[order], np.arange(len(members)), side="left")
-    chosen: np.ndarray = items[order][first]
+    if dense is not None:
+        value = dense[items, picks[pick_of]]
+    else:
+        value = np.asarray(similar[items, picks[pick_of]]).ravel()
+    segments = np.cumsum(counts) - counts
+    best = np.maximum.reduceat(value, segments)
+    hits = np.flatnonzero(value == best[pick_of])
+    first = hits[np.r_[True, pick_of[hits][1:] != pick_of[hits][:-1]]]
+    chosen: np.ndarray = items[first]
     return chosen
 
 
