@@ -64,6 +64,9 @@ def test_segment_builder_campaign_and_results_in_the_browser(
 
     pg.click("#add-condition")
     expect(rows).to_have_count(2, timeout=WAIT)
+    # htmx binds the new row's triggers when it settles (20 ms after the insert, when it
+    # drops the htmx-added class): a choice made before then would go unheard
+    expect(rows.nth(1)).not_to_have_class(re.compile(r"\bhtmx-added\b"), timeout=WAIT)
     rows.nth(1).locator(".rule-field").select_option("spend")
     expect(rows.nth(1).locator(".rule-op")).to_be_visible(timeout=WAIT)
     rows.nth(1).locator(".rule-op").select_option(">=")
