@@ -220,7 +220,7 @@ def floor(path: str) -> dict[str, float]:
     duck.execute(f"LOAD '{source.sqlite_scanner_path()}'")
     duck.execute(f"ATTACH '{path}' AS oltp (TYPE sqlite, READ_ONLY)")
     started = time.perf_counter()
-    groups = len(duck.execute(FLOOR_SQL).fetchall())
+    groups = duck.execute(FLOOR_SQL).to_arrow_table().num_rows  # no Python objects
     sales_s = time.perf_counter() - started
     started = time.perf_counter()
     lines = duck.execute("SELECT count(*), sum(total_minor) FROM oltp.sale_lines").fetchone()
@@ -310,7 +310,43 @@ def lifetimes_run(python: str, path: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- the refresh
 
 
-def refresh_child(path: str) -> dict[str, Any]:
+def warehouse_of(path: str) -> Path:
+    """The bench's analytics warehouse file (``--warehouse``)."""
+    return Path(f"{path}.warehouse.duckdb")
+
+
+def prime_child(path: str) -> dict[str, Any]:
+    """Build the warehouse in full as of the day before ``AS_OF`` (the last night), so the
+    measured refresh is an ordinary night: the new day's sales and the late ones."""
+    from patron.analytics import warehouse
+
+    db = Database.from_url(f"sqlite:///{path}")
+    migrate.upgrade(db.engine)
+    began, used = time.perf_counter(), cpu_seconds()
+    with warehouse.acquire(warehouse_of(path)):
+        synced = warehouse.sync(db.engine, warehouse_of(path), rebuild=True,
+                                cutoff=source.cutoff_for(AS_OF - timedelta(days=1), TIMEZONE))
+    db.dispose()
+    assert synced is not None
+    return {"seconds": time.perf_counter() - began, "cpu": cpu_seconds() - used,
+            "timings": synced.timings}
+
+
+def kept_floor(path: str) -> dict[str, Any]:
+    """The scan floor over the warehouse's own ``sales`` (the engine's table)."""
+    import duckdb
+
+    duck = duckdb.connect(str(warehouse_of(path)), read_only=True)
+    began = time.perf_counter()
+    groups = duck.execute(
+        "SELECT member_id, count(*), sum(net_minor) FROM sales "
+        "WHERE member_id IS NOT NULL GROUP BY member_id").to_arrow_table().num_rows
+    seconds = time.perf_counter() - began
+    duck.close()
+    return {"sales_s": seconds, "groups": groups}
+
+
+def refresh_child(path: str, kept: bool = False) -> dict[str, Any]:
     """Run in a child process (so its memory figures are the refresh's own)."""
     db = Database.from_url(f"sqlite:///{path}")
     marks: dict[str, float] = {}
@@ -322,7 +358,8 @@ def refresh_child(path: str) -> dict[str, Any]:
 
     clock = FixedClock(datetime.combine(AS_OF + timedelta(days=1), datetime.min.time(),
                                         tzinfo=UTC))
-    result = service.refresh(db, clock, timezone=TIMEZONE, as_of=AS_OF, progress=progress)
+    result = service.refresh(db, clock, timezone=TIMEZONE, as_of=AS_OF, progress=progress,
+                             warehouse=warehouse_of(path) if kept else None)
     with db.read() as session:
         sales = session.connection().exec_driver_sql("SELECT count(*) FROM sales").scalar()
         lines = session.connection().exec_driver_sql("SELECT count(*) FROM sale_lines").scalar()
@@ -337,7 +374,7 @@ def refresh_child(path: str) -> dict[str, Any]:
             "child_peak_mb": peak_mb(resource.RUSAGE_CHILDREN)}
 
 
-def scores_steps_child(path: str) -> dict[str, Any]:
+def scores_steps_child(path: str, kept: bool = False) -> dict[str, Any]:
     """Run in a child process: the scores path alone, step by step (wall and CPU seconds).
 
     The refresh's stages mix the scores with the portraits and the dashboard; this runs
@@ -358,8 +395,10 @@ def scores_steps_child(path: str) -> dict[str, Any]:
         steps[name] = (now - wall, used - cpu)
         wall, cpu = now, used
 
-    with source.open_source(db, as_of=AS_OF, timezone=TIMEZONE) as src:
-        step("load (SQLite → DuckDB)")
+    with source.open_source(db, as_of=AS_OF, timezone=TIMEZONE,
+                            warehouse=warehouse_of(path) if kept else None) as src:
+        step("load: the new day into the warehouse + the small tables" if kept
+             else "load (SQLite → DuckDB)")
         history = scores.member_history(src)
         step("member_history")
         cycles = scores.category_cycles(src)
@@ -403,6 +442,12 @@ def main() -> None:
                              ": adds the lifetimes pipeline on the same file")
     parser.add_argument("--scores-steps", action="store_true",
                         help="also run the scores path alone, step by step, in a child")
+    parser.add_argument("--warehouse", action="store_true",
+                        help="keep the sales history in a warehouse file between refreshes "
+                             "(built in full as of the day before, then the measured "
+                             "refresh reads the new day)")
+    parser.add_argument("--prime-child", help=argparse.SUPPRESS)
+    parser.add_argument("--kept-floor-child", help=argparse.SUPPRESS)
     parser.add_argument("--floor-child", help=argparse.SUPPRESS)
     parser.add_argument("--scores-child", help=argparse.SUPPRESS)
     parser.add_argument("--refresh-child", help=argparse.SUPPRESS)
@@ -411,11 +456,17 @@ def main() -> None:
     if args.floor_child:
         print(json.dumps(floor(args.floor_child)))
         return
+    if args.prime_child:
+        print(json.dumps(prime_child(args.prime_child)))
+        return
+    if args.kept_floor_child:
+        print(json.dumps(kept_floor(args.kept_floor_child)))
+        return
     if args.refresh_child:
-        print(json.dumps(refresh_child(args.refresh_child)))
+        print(json.dumps(refresh_child(args.refresh_child, args.warehouse)))
         return
     if args.scores_child:
-        print(json.dumps(scores_steps_child(args.scores_child)))
+        print(json.dumps(scores_steps_child(args.scores_child, args.warehouse)))
         return
     if args.generate_child:
         where, members, seed = args.generate_child
@@ -435,9 +486,14 @@ def main() -> None:
 
     load = os.getloadavg()
     scan = _child("--floor-child", str(path))
-    run = _child("--refresh-child", str(path))
+    kept = ["--warehouse"] if args.warehouse else []
+    primed = _child("--prime-child", str(path)) if args.warehouse else None
+    run = _child("--refresh-child", str(path), *kept)
+    kept_scan = _child("--kept-floor-child", str(path)) if args.warehouse else None
     lt = lifetimes_run(args.lifetimes_python, path) if args.lifetimes_python else None
-    alone = _child("--scores-child", str(path)) if args.scores_steps else None
+    if args.scores_steps and args.warehouse:
+        _child("--prime-child", str(path))  # the night before again
+    alone = _child("--scores-child", str(path), *kept) if args.scores_steps else None
 
     params, stages = run["params"], run["stages"]
     table = Table("stage", "seconds", "CPU s", "peak RSS (MB)", "what",
@@ -471,6 +527,17 @@ def main() -> None:
                   f"{scan['groups']:,} members; sqlite_scan, child process")
     other.add_row("DuckDB scan floor: sum over sale_lines", f"{scan['lines_s']:.2f}",
                   f"{scan['lines']:,} lines")
+    if kept_scan is not None and primed is not None:
+        other.add_row("DuckDB scan floor over the warehouse's sales: GROUP BY member",
+                      f"{kept_scan['sales_s']:.2f}", f"{kept_scan['groups']:,} groups")
+        other.add_row("warehouse: full build (first night, weekly)",
+                      f"{primed['seconds']:.2f}", f"CPU {primed['cpu']:.2f} s")
+        synced = params.get("warehouse", {})
+        other.add_row("warehouse: this night's sync (inside load)",
+                      f"{synced.get('seconds', {}).get('total', 0):.2f}",
+                      f"{synced.get('mode')}: {synced.get('changed_sales', 0):,} changed sales; "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in synced.get("seconds", {}).items()
+                                  if k != "total"))
     other.add_row("patron BG/NBD + Gamma-Gamma fit", f"{stages['fit']:.2f}",
                   f"r={params.get('r', 0):.3g} alpha={params.get('alpha', 0):.3g} "
                   f"a={params.get('a', 0):.3g} b={params.get('b', 0):.3g}; "

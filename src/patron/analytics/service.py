@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -109,7 +110,8 @@ def refresh(db: Database, clock: Clock, *, timezone: str, as_of: date | None = N
             config: scores.ScoreConfig | None = None, keep: int = DEFAULT_KEEP,
             progress: Progress | None = None, memory_limit: str | None = None,
             portrait_config: portraits.PortraitConfig | None = None,
-            engine: str = "duckdb") -> RefreshResult:
+            engine: str = "duckdb", warehouse: Path | None = None,
+            rebuild: bool = False) -> RefreshResult:
     """Score every active member as of ``as_of`` (default: yesterday in ``timezone``).
 
     ``timezone`` is the brand's zone (``Settings.default_timezone``): ``as_of`` is a local
@@ -117,7 +119,10 @@ def refresh(db: Database, clock: Clock, *, timezone: str, as_of: date | None = N
     computes the members' profiles, tags and portraits (``portraits``, with
     ``portrait_config``), inside the summarise, score and write stages. ``engine``
     (``Settings.analytics_engine``) ``"spark"`` computes the member summaries on Spark over
-    the exported tables (``analytics.spark``); portraits stay on DuckDB.
+    the exported tables (``analytics.spark``); portraits stay on DuckDB. ``warehouse``
+    (``Settings.analytics_warehouse_path()``): the DuckDB file that keeps the sales history
+    between refreshes, so the load reads only what changed (``analytics.warehouse``;
+    ``rebuild`` builds it from scratch); None loads the whole history.
     """
     if keep < 1:
         raise ValidationFailed("keep at least one snapshot", "keep")
@@ -160,9 +165,14 @@ def refresh(db: Database, clock: Clock, *, timezone: str, as_of: date | None = N
 
     try:
         began = stage("load")
-        with source.open_source(db, as_of=day, timezone=timezone,
-                                memory_limit=memory_limit) as src:
+        with source.open_source(db, as_of=day, timezone=timezone, memory_limit=memory_limit,
+                                warehouse=warehouse, rebuild=rebuild) as src:
             stages["load"] = time.perf_counter() - began
+            if src.warehouse is not None:
+                params["warehouse"] = {"mode": src.warehouse.mode,
+                                       "reason": src.warehouse.reason,
+                                       "changed_sales": src.warehouse.changed_sales,
+                                       "seconds": src.warehouse.timings}
             began = stage("summarise")
             with spark.engine_source(src, engine) as scored:  # DuckDB, or Spark over it
                 history = scores.member_history(scored)
@@ -225,7 +235,8 @@ def _record_stages(db: Database, run_id: uuid.UUID, stages: dict[str, float]) ->
 
 
 def nightly(db: Database, clock: Clock, *, timezone: str, day: date | None = None,
-            keep: int = DEFAULT_KEEP, engine: str = "duckdb") -> dict[str, Any]:
+            keep: int = DEFAULT_KEEP, engine: str = "duckdb",
+            warehouse: Path | None = None) -> dict[str, Any]:
     """The worker's nightly job: refresh as of the day before ``day`` (the local day the
     schedule fired; default today in ``timezone``) on ``engine``
     (``Settings.analytics_engine``), returning counts for the run log.
@@ -236,7 +247,7 @@ def nightly(db: Database, clock: Clock, *, timezone: str, day: date | None = Non
     """
     today = day or (source.default_as_of(clock.now(), timezone) + timedelta(days=1))
     result = refresh(db, clock, timezone=timezone, as_of=today - timedelta(days=1), keep=keep,
-                     engine=engine)
+                     engine=engine, warehouse=warehouse)
     return {"members": result.members, "category_cycles": result.category_cycles,
             "pruned": len(result.pruned),
             "seconds": round(sum(result.stages.values()), 3)}

@@ -177,6 +177,8 @@ class Source:
     loaded: tuple[str, ...]
     timings: dict[str, float] = field(default_factory=dict)
     materialized: set[str] = field(default_factory=set)
+    #: How the kept history was brought up to date, when it was read from a warehouse.
+    warehouse: Any = None  # analytics.warehouse.Synced (imported lazily)
 
     @property
     def duck(self) -> duckdb.DuckDBPyConnection:
@@ -246,14 +248,22 @@ def _engine_of(database: Database | Engine | str) -> tuple[Engine, bool]:
 @contextlib.contextmanager
 def open_source(database: Database | Engine | str, *, as_of: date, timezone: str,
                 tables: Collection[str] | None = None, progress: LoadProgress | None = None,
-                memory_limit: str | None = None) -> Iterator[Source]:
+                memory_limit: str | None = None, warehouse: Path | None = None,
+                rebuild: bool = False) -> Iterator[Source]:
     """Load the canonical tables for ``as_of`` and yield them; everything is deleted after.
 
     The tables live in a temporary DuckDB database file (on SQLite, the one the reading
     child process wrote), so DuckDB pages them to disk rather than failing when memory is
     short; ``memory_limit`` (e.g. ``"4GB"``) caps what it keeps in memory.
+
+    ``warehouse``: a DuckDB file kept between refreshes (``analytics.warehouse``). The
+    ``sales`` and ``lines`` tables are then brought up to date in it (``rebuild``: from
+    scratch) and read from it, and only the small tables are loaded; when another process
+    holds it, or ``as_of`` is before its day, the history is loaded the usual way.
     """
     import ibis
+
+    from patron.analytics import warehouse as kept_history
 
     engine, owned = _engine_of(database)
     cutoff = cutoff_for(as_of, timezone)
@@ -262,29 +272,49 @@ def open_source(database: Database | Engine | str, *, as_of: date, timezone: str
     path = Path(workdir.name) / "analytics.duckdb"
     src: Source | None = None
     try:
-        started = time.perf_counter()
-        timings: dict[str, float] = {}
-        if engine.dialect.name == "sqlite":
-            if progress is not None:
-                progress("sqlite", 0, 1)
-            timings = _extract_sqlite(engine, path, canonical, cutoff, workdir.name,
-                                      memory_limit)
-        con = ibis.duckdb.connect(str(path))
-        duck: duckdb.DuckDBPyConnection = con.con
-        configure(duck, workdir=workdir.name, memory_limit=memory_limit)
-        src = Source(con=con, as_of=as_of, cutoff=cutoff, timezone=timezone,
-                     backend=engine.dialect.name, loaded=tuple(canonical))
-        if engine.dialect.name == "postgresql":
-            duck.execute(LOAD_COMPRESSION)
-            _copy_postgresql(duck, engine, raw, cutoff, Path(workdir.name), progress)
-            timings = {"raw": time.perf_counter() - started,
-                       **build_canonical(duck, canonical, cutoff)}
-            duck.execute("RESET disabled_compression_methods")  # later tables: the default
-        elif engine.dialect.name != "sqlite":  # pragma: no cover - patron runs on these two
-            raise ValidationFailed(f"analytics cannot read {engine.dialect.name}", "database")
-        src.timings.update(timings)
-        src.timings["total"] = time.perf_counter() - started
-        yield src
+        with contextlib.ExitStack() as held:
+            started = time.perf_counter()
+            synced = None
+            if warehouse is not None and "sales" in canonical \
+                    and held.enter_context(kept_history.acquire(warehouse)):
+                if progress is not None:
+                    progress("warehouse", 0, 1)
+                synced = kept_history.sync(engine, warehouse, cutoff=cutoff, rebuild=rebuild,
+                                           memory_limit=memory_limit)
+            from_file = [n for n in canonical if n in kept_history.KEPT] if synced else []
+            build, raw = needed([n for n in canonical if n not in from_file])
+            timings: dict[str, float] = {}
+            if engine.dialect.name == "sqlite":
+                if progress is not None:
+                    progress("sqlite", 0, 1)
+                timings = _extract_sqlite(engine, path, build, cutoff, workdir.name,
+                                          memory_limit)
+            con = ibis.duckdb.connect(str(path))
+            duck: duckdb.DuckDBPyConnection = con.con
+            configure(duck, workdir=workdir.name, memory_limit=memory_limit)
+            src = Source(con=con, as_of=as_of, cutoff=cutoff, timezone=timezone,
+                         backend=engine.dialect.name, loaded=tuple(canonical),
+                         warehouse=synced)
+            if engine.dialect.name == "postgresql":
+                duck.execute(LOAD_COMPRESSION)
+                copy_postgresql(duck, engine, raw, cutoff, Path(workdir.name), progress)
+                timings = {"raw": time.perf_counter() - started,
+                           **build_canonical(duck, build, cutoff)}
+                duck.execute("RESET disabled_compression_methods")  # later tables: the default
+            elif engine.dialect.name != "sqlite":  # pragma: no cover - patron runs on these two
+                raise ValidationFailed(f"analytics cannot read {engine.dialect.name}",
+                                       "database")
+            if synced is not None:
+                duck.execute(f"ATTACH '{synced.path}' AS warehouse (READ_ONLY)")
+                for name in from_file:
+                    duck.execute(f"CREATE VIEW {name} AS "  # noqa: S608 - our names
+                                 f"SELECT * FROM warehouse.{name}")
+                timings.update({f"warehouse_{k}": v for k, v in synced.timings.items()})
+            src.timings.update(timings)
+            src.timings["total"] = time.perf_counter() - started
+            yield src
+            src.close()
+            src = None
     finally:
         if src is not None:
             src.close()
@@ -326,7 +356,7 @@ def _pg_select(spec: RawTable, cutoff: datetime) -> str:
     return f'SELECT {cols} FROM "{spec.name}"{where}'  # noqa: S608 - our names
 
 
-def _copy_postgresql(duck: duckdb.DuckDBPyConnection, engine: Engine, raw: list[str],
+def copy_postgresql(duck: duckdb.DuckDBPyConnection, engine: Engine, raw: list[str],
                      cutoff: datetime, workdir: Path, progress: LoadProgress | None) -> None:
     """Stream each raw table out of PostgreSQL with COPY, one snapshot for all of them."""
     import psycopg

@@ -41,7 +41,9 @@ DbUrl = Annotated[str | None, typer.Option(
     help="SQLAlchemy URL; default from settings (sqlite:///./patron.db)")]
 STAGE_TITLES = {"load": "Loading the sales history", "summarise": "Summarising members",
                 "fit": "Fitting BG/NBD and Gamma-Gamma", "score": "Scoring members",
-                "write": "Writing the snapshot", "done": "Done"}
+                "write": "Writing the snapshot", "done": "Done",
+                "warehouse": "Updating the analytics warehouse",
+                "sqlite": "Reading the database"}
 
 
 def _parse_end(text: str | None) -> date | datetime | None:
@@ -184,6 +186,9 @@ def refresh(
         "--engine", metavar="duckdb|spark",
         help="Where the member summaries run (default: PATRON_ANALYTICS_ENGINE or duckdb)"
     )] = None,
+    rebuild: Annotated[bool, typer.Option(
+        "--rebuild", help="Build the analytics warehouse (the kept sales history) from "
+                          "scratch instead of reading only what changed")] = False,
 ) -> None:
     """Score every member as of a day (RFM, P(alive), CLV, lifecycle, loyalty, bonds) and
     store the snapshot; prints the time each stage took."""
@@ -196,10 +201,13 @@ def refresh(
         if as_json:
             result = service.refresh(db, SystemClock(), timezone=settings.default_timezone,
                                      as_of=day, config=config, keep=keep,
-                                     engine=engine or settings.analytics_engine)
+                                     engine=engine or settings.analytics_engine,
+                                     warehouse=settings.analytics_warehouse_path(),
+                                     rebuild=rebuild)
         else:
             result = _refresh_with_bar(db, settings.default_timezone, day, config, keep,
-                                       engine or settings.analytics_engine)
+                                       engine or settings.analytics_engine,
+                                       settings.analytics_warehouse_path(), rebuild)
         with db.read() as session:
             report = service.segment_counts(session, as_of=result.as_of)
     except PatronError as exc:
@@ -215,6 +223,10 @@ def refresh(
                                "pruned": [d.isoformat() for d in result.pruned]}))
         return
     console.print(_stage_table(result))
+    if kept := result.params.get("warehouse"):
+        how = (f"{kept['changed_sales']:,} changed sales read" if kept["mode"] == "incremental"
+               else f"built in full ({kept['reason']})")
+        console.print(f"Analytics warehouse: {how} in {kept['seconds'].get('total', 0):.2f} s")
     if line := _model_line(result.params):
         console.print(line)
     if report is not None:
@@ -231,7 +243,8 @@ def refresh(
 
 
 def _refresh_with_bar(db: Database, timezone: str, day: date | None, config: ScoreConfig,
-                      keep: int, engine: str) -> service.RefreshResult:
+                      keep: int, engine: str, warehouse: Path | None,
+                      rebuild: bool) -> service.RefreshResult:
     with Progress(SpinnerColumn(), TextColumn("{task.description:<34}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                   console=console) as bars:
@@ -241,7 +254,8 @@ def _refresh_with_bar(db: Database, timezone: str, day: date | None, config: Sco
             bars.update(task, completed=index, description=STAGE_TITLES.get(stage, stage))
 
         return service.refresh(db, SystemClock(), timezone=timezone, as_of=day, config=config,
-                               keep=keep, progress=progress, engine=engine)
+                               keep=keep, progress=progress, engine=engine,
+                               warehouse=warehouse, rebuild=rebuild)
 
 
 def _stage_table(result: service.RefreshResult) -> Table:

@@ -6,10 +6,12 @@ currency and default phone region live here rather than in a table.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 DEV_SECRET = "dev-only-insecure-secret"  # noqa: S105 - refused in production below
 
@@ -36,6 +38,11 @@ class Settings(BaseSettings):
     # Where analytics compute the member summaries of a refresh: the embedded DuckDB, or
     # Spark (local mode, or the active session under spark-submit) over the exported tables.
     analytics_engine: Literal["duckdb", "spark"] = "duckdb"
+    # The DuckDB file that keeps the sales history between refreshes, so a night reads only
+    # what changed (analytics.warehouse). "auto": next to a SQLite database file
+    # (patron.db -> patron.db.warehouse.duckdb), none on PostgreSQL unless a path is given;
+    # "off": every refresh loads the whole history.
+    analytics_warehouse: str = "auto"
 
     # Where members reach this deployment: links in receipts and messages start here.
     public_url: str = "http://127.0.0.1:8000"
@@ -63,6 +70,20 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.secret_key.get_secret_value() == DEV_SECRET:
             raise ValueError("PATRON_SECRET_KEY must be set to a random value in production")
         return self
+
+    def analytics_warehouse_path(self) -> Path | None:
+        """Where the analytics warehouse lives (``analytics_warehouse``), or None."""
+        choice = self.analytics_warehouse.strip()
+        if choice == "off":
+            return None
+        if choice not in ("", "auto"):
+            return Path(choice).expanduser()
+        if not self.is_sqlite:
+            return None
+        database = make_url(self.database_url).database
+        if not database or database == ":memory:":
+            return None
+        return Path(f"{database}.warehouse.duckdb")
 
     @property
     def is_sqlite(self) -> bool:

@@ -90,7 +90,8 @@ def _analytics_nightly(session: Session, ctx: WorkerContext, _store: Store | Non
     from patron.analytics import service as analytics
 
     return analytics.nightly(ctx.db, ctx.clock, timezone=ctx.settings.default_timezone,
-                             day=day, engine=ctx.settings.analytics_engine)
+                             day=day, engine=ctx.settings.analytics_engine,
+                             warehouse=ctx.settings.analytics_warehouse_path())
 
 
 SCHEDULES: list[Schedule] = [

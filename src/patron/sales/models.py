@@ -64,6 +64,9 @@ class Sale(Base):
         Index("ix_sales_member_occurred", "member_id", "occurred_at", "id", "total_minor",
               "refunded_minor"),
         Index("ix_sales_store_occurred", "store_id", "occurred_at"),
+        # The analytics warehouse's nightly catch-up: sales patron learned of since the
+        # last sync, whatever day they happened (an offline till's, an import's).
+        Index("ix_sales_recorded_at", "recorded_at"),
         CheckConstraint("subtotal_minor >= 0 AND discount_minor >= 0", name="non_negative"),
         CheckConstraint("total_minor = subtotal_minor - discount_minor", name="total_adds_up"),
         CheckConstraint("refunded_minor >= 0 AND refunded_minor <= total_minor",
