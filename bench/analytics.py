@@ -582,6 +582,14 @@ def main() -> None:
         after_load = list(alone["steps"].values())[1:]
         steps.add_row("total after the load", f"{sum(v[0] for v in after_load):.2f}",
                       f"{sum(v[1] for v in after_load):.2f}", style="bold")
+        # lifetimes' own work: read the sales, summarise, fit, predict (it writes nothing)
+        same = [v for name, v in alone["steps"].items() if not name.startswith("write")]
+        same_s = sum(v[0] for v in same)
+        steps.add_row("the work lifetimes does (everything but the writes)", f"{same_s:.2f}",
+                      f"{sum(v[1] for v in same):.2f}", style="bold")
+        if lt is not None:
+            steps.add_row("lifetimes end to end / the same work in patron",
+                          f"{sum(lt['marks'].values()) / same_s:.2f}×", "", style="bold")
         console.print(steps)
 
 

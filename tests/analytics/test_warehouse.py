@@ -166,6 +166,12 @@ def test_another_database_or_an_old_file_is_rebuilt(db: Database, tmp_path: Path
     duck.execute("UPDATE warehouse_meta SET version = 0")
     duck.close()
     assert night(db, D1, kept)[0].reason == "unreadable or older format"
+    duck = duckdb.connect(str(kept))
+    duck.execute("DROP TABLE lines")  # damaged: derived data, so built again
+    duck.close()
+    assert night(db, D1, kept)[0].reason.startswith("the file could not be updated")
+    kept.write_bytes(b"not a database")
+    assert night(db, D1, kept)[0].reason == "unreadable or older format"
 
 
 # ---------------------------------------------------------------- any sequence of nights

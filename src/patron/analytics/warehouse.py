@@ -193,6 +193,8 @@ def sync(engine: Engine, path: Path, *, cutoff: datetime, rebuild: bool = False,
             return _incremental(engine, path, meta, cutoff, memory_limit)
         except _Stale as exc:
             reason = str(exc)
+        except duckdb.Error as exc:  # a damaged file: it is derived data, build it again
+            reason = f"the file could not be updated ({type(exc).__name__}: {exc})"[:300]
     return _full(engine, path, database, cutoff, reason, memory_limit)
 
 
