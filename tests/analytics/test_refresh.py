@@ -180,6 +180,15 @@ def test_cli_refresh_prints_stage_timings_and_json(db: Database, database_url: s
     out = json.loads(result.stdout)
     assert out["as_of"] == DAY.isoformat() and out["members"] == 13
     assert set(out["stages"]) == set(service.STAGES) and out["params"]["clv_months"] == 6
+    status = runner.invoke(app, ["analytics", "warehouse", "--database-url", database_url],
+                           terminal_width=200)
+    assert status.exit_code == 0, status.output
+    if db.engine.dialect.name == "sqlite":  # "auto": a file beside the database
+        assert out["params"]["warehouse"]["mode"] == "incremental"  # the first run built it
+        assert "Analytics warehouse" in status.output and "sales" in status.output
+    else:  # "auto" keeps none on PostgreSQL
+        assert "warehouse" not in out["params"]
+        assert "No analytics warehouse" in status.output
 
 
 def test_cli_refresh_refuses_a_bad_day(database_url: str) -> None:

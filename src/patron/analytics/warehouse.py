@@ -171,6 +171,37 @@ def read_meta(path: Path) -> Meta | None:
                 merges=row[5], categories=row[6])
 
 
+@dataclass(frozen=True)
+class Summary:
+    """What ``patron analytics warehouse`` shows."""
+
+    cutoff: datetime
+    built_cutoff: datetime
+    sales: int
+    lines: int
+    size_bytes: int
+
+
+def describe(path: Path) -> Summary | None:
+    """The file's state, or None without a usable file. Waits for no lock: a sync in
+    progress holds its own write connection, and then the file cannot be read."""
+    meta = read_meta(path)
+    if meta is None:
+        return None
+    try:
+        duck = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        sales = duck.execute("SELECT count(*) FROM sales").fetchone()
+        lines = duck.execute("SELECT count(*) FROM lines").fetchone()
+    finally:
+        duck.close()
+    return Summary(cutoff=meta.cutoff, built_cutoff=meta.built_cutoff,
+                   sales=int(sales[0]) if sales else 0, lines=int(lines[0]) if lines else 0,
+                   size_bytes=path.stat().st_size)
+
+
 def sync(engine: Engine, path: Path, *, cutoff: datetime, rebuild: bool = False,
          memory_limit: str | None = None) -> Synced | None:
     """Bring the file at ``path`` up to ``cutoff``; None when ``cutoff`` is before the

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import typer
@@ -240,6 +241,38 @@ def refresh(
     if "error" in result.params:
         console.print(f"[yellow]The models could not be fitted ({result.params['error']}); "
                       "P(alive), expected purchases and CLV are empty.[/]")
+
+
+@app.command("warehouse")
+def warehouse_status(database_url: DbUrl = None) -> None:
+    """Show the analytics warehouse: the file that keeps the sales history between nightly
+    refreshes (PATRON_ANALYTICS_WAREHOUSE), the day it is up to date with, its last full
+    build and what it holds."""
+    from patron.analytics import warehouse
+
+    settings = settings_from(database_url)
+    path = settings.analytics_warehouse_path()
+    if path is None:
+        console.print("No analytics warehouse: every refresh loads the whole history "
+                      "(set PATRON_ANALYTICS_WAREHOUSE to a path to keep one).")
+        return
+    summary = warehouse.describe(path)
+    if summary is None:
+        console.print(f"{path}: not built yet (the next refresh builds it).")
+        return
+    zone = ZoneInfo(settings.default_timezone)
+
+    def day(cutoff: datetime) -> str:  # a cutoff is the local midnight after its day
+        return f"{(cutoff.astimezone(zone) - timedelta(microseconds=1)).date()} (whole day)"
+
+    table = Table("", "", title="Analytics warehouse", show_header=False)
+    table.add_row("file", str(path))
+    table.add_row("up to", day(summary.cutoff))
+    table.add_row("last full build", day(summary.built_cutoff))
+    table.add_row("sales", f"{summary.sales:,}")
+    table.add_row("lines", f"{summary.lines:,}")
+    table.add_row("size", f"{summary.size_bytes / 1e6:,.1f} MB")
+    console.print(table)
 
 
 def _refresh_with_bar(db: Database, timezone: str, day: date | None, config: ScoreConfig,
