@@ -33,6 +33,11 @@ when it belongs to another database, when its format is older, and when asked
 (``patron analytics refresh --rebuild``). A refresh for a day *before* the warehouse's
 cutoff (a backfill) does not touch it and loads the history as before.
 
+Consistency: the sync reads the database in one snapshot, and the small tables are loaded
+moments later in another. Everything is cut at the same cutoff, which is in the past, so
+the two agree except for a member merged in between: the survivor gets the duplicate's
+sales the next night (a full load read both in one snapshot).
+
 One process at a time: the sync and the refresh that reads the file hold an exclusive lock
 on ``<file>.lock``; a second refresh meanwhile loads the history the old way rather than
 wait (``acquire``).
@@ -127,8 +132,10 @@ def identity(engine: Engine) -> str:
     with engine.connect() as conn:
         first = conn.execute(select(runs.c.id).order_by(runs.c.started_at, runs.c.id)
                              .limit(1)).scalar()
-    url = make_url(engine.url).render_as_string(hide_password=True)
-    return f"{url}#{first or '-'}"
+    url = make_url(engine.url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        url = url.set(database=str(Path(url.database).resolve()))  # ./patron.db or not
+    return f"{url.render_as_string(hide_password=True)}#{first or '-'}"
 
 
 @contextlib.contextmanager
