@@ -287,7 +287,7 @@ def open_source(database: Database | Engine | str, *, as_of: date, timezone: str
             if engine.dialect.name == "sqlite":
                 if progress is not None:
                     progress("sqlite", 0, 1)
-                timings = _extract_sqlite(engine, path, build, cutoff, workdir.name,
+                timings = extract_sqlite(engine, path, build, cutoff, workdir.name,
                                           memory_limit)
             con = ibis.duckdb.connect(str(path))
             duck: duckdb.DuckDBPyConnection = con.con
@@ -323,7 +323,7 @@ def open_source(database: Database | Engine | str, *, as_of: date, timezone: str
             engine.dispose()
 
 
-def _extract_sqlite(engine: Engine, out: Path, canonical: list[str], cutoff: datetime,
+def extract_sqlite(engine: Engine, out: Path, canonical: list[str], cutoff: datetime,
                     workdir: str, memory_limit: str | None) -> dict[str, float]:
     """Build the canonical tables from the SQLite file in a child process, into ``out``."""
     path = make_url(engine.url).database

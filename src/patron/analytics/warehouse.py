@@ -48,9 +48,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -250,8 +247,9 @@ def _full(engine: Engine, path: Path, database: str, cutoff: datetime, reason: s
         mark, merges, categories = _marks(conn)
     with tempfile.TemporaryDirectory(prefix="patron-warehouse-") as workdir:
         if engine.dialect.name == "sqlite":
-            timings = _extract_sqlite_child(engine, fresh, canonical, cutoff, workdir,
-                                            memory_limit)
+            from patron.analytics.source import extract_sqlite  # the load's child process
+
+            timings = extract_sqlite(engine, fresh, canonical, cutoff, workdir, memory_limit)
         else:
             timings = _build_postgresql(engine, fresh, canonical, raw, cutoff, workdir,
                                         memory_limit)
@@ -267,23 +265,6 @@ def _full(engine: Engine, path: Path, database: str, cutoff: datetime, reason: s
     fresh.replace(path)
     timings["total"] = time.perf_counter() - began
     return Synced(path=path, cutoff=cutoff, mode="full", reason=reason, timings=timings)
-
-
-def _extract_sqlite_child(engine: Engine, out: Path, canonical: list[str], cutoff: datetime,
-                          workdir: str, memory_limit: str | None) -> dict[str, float]:
-    """The SQLite build runs in a child process (``sqlite_extract`` says why)."""
-    database = make_url(engine.url).database
-    command = [sys.executable, "-m", "patron.analytics.sqlite_extract",
-               str(Path(database or "").resolve()), str(out), cutoff.astimezone(UTC).isoformat(),
-               "--workdir", workdir, *canonical]
-    if memory_limit:
-        command += ["--memory-limit", memory_limit]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
-    if done.returncode != 0:
-        raise RuntimeError(f"building the analytics warehouse failed (exit "
-                           f"{done.returncode}): {done.stderr.strip()[-2000:]}")
-    timings: dict[str, float] = json.loads(done.stdout)
-    return timings
 
 
 def _build_postgresql(engine: Engine, out: Path, canonical: list[str], raw: list[str],
