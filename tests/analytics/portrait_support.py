@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from patron.analytics import portraits, scores, source
 from patron.analytics.canonical import (
@@ -423,3 +425,70 @@ def reference_collect(src: source.Source, config: ProfileConfig | None = None) -
         duck.execute(f"DROP TABLE IF EXISTS {name}")
     names = {category_id: name or code for category_id, code, name in categories}
     return Collected(table=table, category_names=names, family_categories=family)
+
+
+# ------------------------------------------------------------------ clustering reference
+
+_REFERENCE_SMALL = 50_000  # members: below this, clustering runs on one thread
+
+
+def reference_cluster(x: portraits.Floats, *, previous: Sequence[PreviousPortrait],
+                      config: PortraitConfig) -> portraits.Clustering | None:
+    """``portraits.cluster`` as it was before it ran on one thread at every size and
+    scored the candidates on the probe's distances computed once (verbatim): the
+    reference the faster form must equal, cluster for cluster and float for float."""
+    n = x.shape[0]
+    k_max = min(config.k_max, n // 10)
+    if n < config.min_members or k_max < config.k_min:
+        return None
+
+    # Small inputs run single-threaded: OpenMP's thread start-up and spinning cost more
+    # than the work there, and a lot more on a busy machine.
+    with threadpool_limits(limits=1 if n < _REFERENCE_SMALL else None):
+        return _reference_cluster(x, previous=previous, config=config, k_max=k_max)
+
+
+def _reference_cluster(x: portraits.Floats, *, previous: Sequence[PreviousPortrait],
+                       config: PortraitConfig, k_max: int) -> portraits.Clustering:
+    from sklearn.cluster import MiniBatchKMeans
+    from sklearn.metrics import silhouette_score
+
+    n = x.shape[0]
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    z = (x - mean) / scale
+    rng = np.random.default_rng(config.seed)
+    sample = z[rng.choice(n, config.fit_sample, replace=False)] if n > config.fit_sample else z
+    trial = sample[:config.choose_sample]  # the sample is in random order already
+    probe = (trial[rng.choice(trial.shape[0], config.silhouette_sample, replace=False)]
+             if trial.shape[0] > config.silhouette_sample else trial)
+
+    def kmeans(k: int, init: Any | None = None) -> Any:
+        return MiniBatchKMeans(n_clusters=k, init="k-means++" if init is None else init,
+                               n_init=3 if init is None else 1, batch_size=4096,
+                               random_state=config.seed, max_no_improvement=20)
+
+    silhouettes: dict[int, float] = {}
+    for k in range(config.k_min, k_max + 1):
+        labels = kmeans(k).fit(trial).predict(probe)
+        silhouettes[k] = (float(silhouette_score(probe, labels))
+                          if len(np.unique(labels)) > 1 else -1.0)
+    best = max(silhouettes, key=lambda k: (silhouettes[k], -k))
+    previous_k = len(previous)
+    if previous_k in silhouettes and \
+            silhouettes[previous_k] >= silhouettes[best] - config.keep_k_margin:
+        best = previous_k
+    codes, init = portraits._previous_z(previous, mean, scale)
+    warm = len(codes) == best
+    model = kmeans(best, init if warm else None).fit(sample)
+    labels = np.asarray(model.predict(z), dtype=np.int64)
+    used = np.unique(labels)  # a cluster no member landed in is dropped
+    labels = np.searchsorted(used, labels).astype(np.int64)
+    k = int(used.shape[0])
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    centroids_z = np.stack([np.bincount(labels, weights=z[:, j], minlength=k) / counts
+                            for j in range(z.shape[1])], axis=1)
+    return portraits.Clustering(k=k, labels=labels, centroids=centroids_z * scale + mean,
+                                centroids_z=centroids_z, mean=mean, scale=scale,
+                                silhouettes=silhouettes, warm_start=warm)

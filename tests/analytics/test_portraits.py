@@ -27,6 +27,7 @@ from tests.analytics.portrait_support import (
     by_member,
     local,
     previous_of,
+    reference_cluster,
     run,
     seed_database,
 )
@@ -172,6 +173,58 @@ def test_codes_follow_the_nearest_previous_centroid_and_new_clusters_get_new_cod
     assert moved[2] is None and moved[1] == pytest.approx(np.hypot(0.2, 0.1))
     fresh, _ = portraits.match_codes(now, [], max_distance=2.5)
     assert fresh == ["P3", "P1", "P2", "P4"]  # first run: by size
+
+
+def _features(seed: int, n: int, groups: int) -> np.ndarray:
+    """``n`` members' 9 features in ``groups`` noisy blobs, some columns coarse (ties and
+    duplicate rows, as counts and shares give)."""
+    rnd = np.random.default_rng(seed)
+    centres = rnd.uniform(0.0, 5.0, size=(groups, len(portraits.FEATURE_NAMES)))
+    x = centres[rnd.integers(0, groups, n)] + rnd.normal(0.0, 0.6, size=(n, 9))
+    x[:, 3] = np.round(np.clip(x[:, 3] / 5, 0, 1), 1)  # a share with few distinct values
+    x[:, 7] = np.round(x[:, 7])
+    return np.asarray(x, dtype=np.float64)
+
+
+def _assert_same_clustering(got: Clustering | None, want: Clustering | None) -> None:
+    assert (got is None) == (want is None)
+    if got is None or want is None:
+        return
+    assert (got.k, got.warm_start, got.silhouettes) == (want.k, want.warm_start,
+                                                          want.silhouettes)
+    for name in ("labels", "centroids", "centroids_z", "mean", "scale"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name
+
+
+@pytest.mark.parametrize(("seed", "n", "groups", "k_max"),
+                         [(1, 3_000, 4, 8), (2, 12_000, 6, 8), (3, 800, 1, 8),
+                          (4, 50_000, 5, 5)])  # 50,000: the reference on every thread
+def test_clustering_equals_the_reference_on_random_features(seed: int, n: int, groups: int,
+                                                             k_max: int) -> None:
+    """One thread and the probe's distances computed once change nothing: k, silhouettes,
+    every label and centroid equal the straightforward form's (which ran on every thread
+    from 50,000 members), on a first night and on the next (warm start, kept k)."""
+    config = PortraitConfig(k_max=k_max, fit_sample=8_000, choose_sample=4_000,
+                            silhouette_sample=1_000)
+    x = _features(seed, n, groups)
+    first = portraits.cluster(x, previous=[], config=config)
+    _assert_same_clustering(first, reference_cluster(x, previous=[], config=config))
+    assert first is not None
+    codes, _ = portraits.match_codes(first, [], max_distance=config.match_distance)
+    previous = [PreviousPortrait(code=c, centroid=dict(zip(portraits.FEATURE_NAMES,
+                                                           first.centroids[i].tolist(),
+                                                           strict=True)))
+                for i, c in enumerate(codes)]
+    moved = x + np.random.default_rng(seed + 100).normal(0.0, 0.05, size=x.shape)
+    _assert_same_clustering(portraits.cluster(moved, previous=previous, config=config),
+                            reference_cluster(moved, previous=previous, config=config))
+
+
+def test_clustering_equals_the_reference_with_default_samples() -> None:
+    config = PortraitConfig()
+    x = _features(5, 20_000, 4)
+    _assert_same_clustering(portraits.cluster(x, previous=[], config=config),
+                            reference_cluster(x, previous=[], config=config))
 
 
 def test_too_few_buyers_get_profiles_and_tags_but_no_portraits() -> None:
