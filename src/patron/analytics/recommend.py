@@ -140,8 +140,11 @@ def member_baskets(lines: ir.Table, *, as_of: date, history_days: int,
     they last bought it. Ids are text."""
     kept = bought_lines(lines, as_of=as_of, days=history_days, tz=tz)
     kept = kept.filter(kept.member_id.notnull())
-    return kept.group_by(member_id=_key(kept.member_id),
-                         product_id=_key(kept.product_id)).aggregate(last_on=kept.day.max())
+    # grouped by the ids as they are, then turned into text: one cast a basket row, not
+    # one a line, and a smaller key to hash (UUIDs: 16 bytes, not 36 characters)
+    baskets = kept.group_by(["member_id", "product_id"]).aggregate(last_on=kept.day.max())
+    return baskets.select(member_id=_key(baskets.member_id),
+                          product_id=_key(baskets.product_id), last_on=baskets.last_on)
 
 
 def item_similarity(baskets: ir.Table, *, min_common: int = 2, neighbours: int = 50,
@@ -312,9 +315,10 @@ def top_products(baskets: pa.Table, *, as_of: date, replenishable: Collection[Id
     """``recommendations`` of every member, computed in NumPy/SciPy from the member
     baskets (``member_baskets``, as Arrow: member_id, product_id, last_on).
 
-    Products and members become dense integer keys (products numbered in the order of
-    their ids, so "the smaller id" is "the smaller key"); the baskets a sparse members ×
-    products 0/1 matrix B. Then, as in the module docstring: co-occurrence BᵀB, the
+    Products and members become dense integer keys numbered in the order of their ids
+    (``_sorted_keys``: "the smaller id" is "the smaller key", and the picks come out by
+    member id, then rank, the order ``aggregates`` writes them); the baskets a sparse
+    members × products 0/1 matrix B. Then, as in the module docstring: co-occurrence BᵀB, the
     cosine, each product's ``neighbours`` best (similarity, then buyers, then id); the
     similarity matrix S keeps only those. A chunk of members at a time, B·S gives every
     candidate's score; the recent purchases are dropped and each member's top ``top_n``
@@ -328,13 +332,8 @@ def top_products(baskets: pa.Table, *, as_of: date, replenishable: Collection[Id
     settings.validate()
     if baskets.num_rows == 0:
         return PICKS_SCHEMA.empty_table()
-    product_ids = pc.unique(baskets.column("product_id").cast(pa.string()))
-    product_ids = product_ids.take(pc.array_sort_indices(product_ids))
-    member_ids = pc.unique(baskets.column("member_id").cast(pa.string()))
-    prod = pc.index_in(baskets.column("product_id").cast(pa.string()),
-                       value_set=product_ids).to_numpy().astype(np.int64)
-    memb = pc.index_in(baskets.column("member_id").cast(pa.string()),
-                       value_set=member_ids).to_numpy().astype(np.int64)
+    product_ids, prod = _sorted_keys(baskets.column("product_id"))
+    member_ids, memb = _sorted_keys(baskets.column("member_id"))
     n_products, n_members = len(product_ids), len(member_ids)
     bought = sparse.csr_array((np.ones(len(prod), np.int64), (memb, prod)),
                               shape=(n_members, n_products))
@@ -403,6 +402,20 @@ def top_products(baskets: pa.Table, *, as_of: date, replenishable: Collection[Id
         "rank": pa.array(np.concatenate(ranks), pa.int64()),
         "because": product_ids.take(pa.array(np.concatenate(reasons))),
     }, schema=PICKS_SCHEMA)
+
+
+def _sorted_keys(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """(the distinct ids in ascending order, each row's id as its index there): one hash
+    pass (a dictionary encoding) and a sort of the distinct ids only. Members too are
+    numbered in id order: a member's picks do not depend on the numbering (each is its
+    own row of the products), and the picks then come out in the order ``aggregates``
+    writes them (member id, rank), with no sort of millions of rows there."""
+    encoded = pc.dictionary_encode(column.cast(pa.string()).combine_chunks())
+    order = pc.array_sort_indices(encoded.dictionary).to_numpy().astype(np.int64)
+    place = np.empty(len(order), np.int64)
+    place[order] = np.arange(len(order), dtype=np.int64)
+    keys: np.ndarray = place[encoded.indices.to_numpy(zero_copy_only=False)]
+    return encoded.dictionary.take(pa.array(order)), keys
 
 
 def _round9_units(value: np.ndarray) -> np.ndarray:

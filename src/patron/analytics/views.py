@@ -44,7 +44,7 @@ of those scopes from one grouped pass (see "Every store and each store in one pa
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -414,16 +414,24 @@ def _paretos(s: ir.Table, *, period: Period, stores: list[str], top_fraction: fl
     # product, added once in Python: the same float whatever order an engine sums in.
     inside = (ranked.n * top_fraction - (ranked.rank - 1)).clip(lower=0, upper=1)
     partly = (inside > 0) & (inside < 1)
-    summaries = {str(r["scope"]): r for r in ranked.group_by("scope").aggregate(
-        n=ranked.count(), positive=ranked.revenue.sum(),
-        whole=ranked.revenue.sum(where=inside >= 1),
-        part=(ranked.revenue * inside).sum(where=partly)).to_pyarrow().to_pylist()}
     step = (ranked.rank * points + ranked.n - 1) // ranked.n  # ceil(rank·points / n)
+    # one grouped pass for the curve and the summaries (the ranking windows are most of
+    # the cost, and a second query over ``ranked`` computed them again): a scope's sums
+    # are the sums of its steps' (integers), and ``part`` is one step's value or none
+    summaries: dict[str, dict[str, object]] = {}
     curves: dict[str, list[tuple[int, int, int]]] = {}
     for r in ranked.group_by(scope=ranked.scope, step=step).aggregate(
-            rank=ranked.rank.max(), cum=ranked.cum.max()).to_pyarrow().to_pylist():
-        curves.setdefault(str(r["scope"]), []).append(
-            (int(r["step"]), int(r["rank"]), int(r["cum"])))
+            rank=ranked.rank.max(), cum=ranked.cum.max(), n=ranked.count(),
+            positive=ranked.revenue.sum(), whole=ranked.revenue.sum(where=inside >= 1),
+            part=(ranked.revenue * inside).sum(where=partly)).to_pyarrow().to_pylist():
+        scope = str(r["scope"])
+        curves.setdefault(scope, []).append((int(r["step"]), int(r["rank"]), int(r["cum"])))
+        summary = summaries.setdefault(scope, {"n": 0, "positive": 0, "whole": 0,
+                                               "part": None})
+        for name in ("n", "positive", "whole"):
+            summary[name] = _int(summary[name]) + _int(r[name])
+        if r["part"] is not None:  # inside (0, 1) for at most one rank of a scope
+            summary["part"] = r["part"]
 
     out: dict[ScopeKey, ParetoReport] = {}
     for key in [None, *stores]:
@@ -522,7 +530,10 @@ def _cohort_counts(days: ir.Table, scope: ir.Table, *, period: Period, tz: str,
     """Cohort sizes and active members (cohort, months since) of the members ``scope``
     and the purchase ``days``, per home store (``by_home``) or all together (key None)."""
     end = period.bounds(tz)[1]
-    active = days.filter(days.day <= day_number(period.last_on)).select(
+    to_date = days.filter(days.day <= day_number(period.last_on))
+    # a cohort is a month of the period and k ≥ 0: only the period's months are active
+    # in one (the first purchase month, though, is the member's whole history's)
+    active = to_date.filter(to_date.month >= period.first_month).select(
         "member_id", "month").distinct()
     if basis is CohortBasis.JOINED:
         joined = scope.filter(scope.joined_at < end)
@@ -530,7 +541,7 @@ def _cohort_counts(days: ir.Table, scope: ir.Table, *, period: Period, tz: str,
                                 cohort=local_month(joined.joined_at, tz, around=period),
                                 home=joined.home_store_id.cast("string"))
     else:
-        cohorts = active.group_by("member_id").aggregate(cohort=active.month.min())
+        cohorts = to_date.group_by("member_id").aggregate(cohort=to_date.month.min())
         if by_home:
             cohorts = with_home(cohorts, member_homes(scope))
     keys = ["home"] if by_home else []
@@ -759,6 +770,91 @@ def _bucket_counts(days: ir.Table, scope: ir.Table, *, period: Period, tz: str,
             counts.update({k: _int(v) for k, v in r.items() if k not in ("home", "bucket")})
 
     days = days.filter(days.day <= last_n)
+    if lapse_days >= max(next_n - first_n for _, first_n, next_n in buckets):
+        _add_spell_edges(out, days, homes, buckets, lapse_days)
+    else:
+        _add_spells(out, days, homes, bucket_table, lapse_days, add)
+    # the period's buckets need the visits from the bucket before its first on: earlier
+    # ones only change the rows of buckets before it, which the report leaves out
+    first_bucket = buckets[0][0]
+    recent = days.filter(days.month >= (first_bucket - 1) * span)
+    visits = recent.select(member_id=recent.member_id, bucket=recent.month // span).distinct()
+    visits = visits.mutate(previous=visits.bucket.lag().over(
+        ibis.window(group_by="member_id", order_by="bucket")))
+    if homes is not None:
+        visits = with_home(visits, homes)
+    visits = visits.filter(visits.bucket >= first_bucket)
+    add(visits.group_by([*keys, "bucket"]).aggregate(
+        purchasers=visits.count(),
+        returning=(visits.previous == visits.bucket - 1).fill_null(False).cast("int64").sum()
+    ).to_pyarrow().to_pylist())
+
+    end = period.bounds(tz)[1]
+    joined = scope.filter(scope.joined_at < end)
+    joined = joined.mutate(bucket=local_month(joined.joined_at, tz, around=period) // span,
+                           home=joined.home_store_id.cast("string"))
+    add(joined.group_by([*keys, "bucket"]).aggregate(joined=joined.count())
+        .to_pyarrow().to_pylist())
+    return out
+
+
+def _add_spell_edges(out: dict[HomeKey, dict[int, dict[str, int]]], days: ir.Table,
+                     homes: ir.Table | None, buckets: Sequence[tuple[int, int, int]],
+                     lapse_days: int) -> None:
+    """The spell counts of the leaky bucket (``active_start``, ``new``, ``reactivated``,
+    ``lapsed``, ``churned``, ``active_end``) from the spells' edges, when ``lapse_days``
+    is at least the longest bucket's days.
+
+    A spell starts on a purchase day with no purchase day in the N days before (``new``
+    when it has none before at all) and ends N days after a purchase day with none in
+    the N days after: one window (previous and next purchase day, one sort) marks them,
+    and the engine counts the edges by (home, day), a few thousand rows. Then every
+    count is a sum of edges: spells active at a day d started before it and did not end
+    before it, so ``active_start`` = starts before the first day − ends before it (and
+    ``active_end`` the same at the next bucket's first day). A spell lasts at least N
+    days, longer than a bucket: none starts and ends within one, so ``churned`` (ended
+    in the bucket, started before it) is ``lapsed``. The same counts as ``_add_spells``,
+    which numbers the spells with a second window and joins them to the buckets."""
+    by_member = ibis.window(group_by="member_id", order_by="day")
+    edges = days.mutate(previous=days.day.lag().over(by_member),
+                        following=days.day.lead().over(by_member))
+    edges = edges.mutate(
+        opens_first=edges.previous.isnull().cast("int64"),
+        opens_again=(edges.day - edges.previous > lapse_days).fill_null(False).cast("int64"),
+        closes=(edges.following.isnull()
+                | (edges.following - edges.day > lapse_days).fill_null(False)).cast("int64"))
+    edges = edges.filter(edges["opens_first"] + edges["opens_again"] + edges["closes"] > 0)
+    keys: list[str] = []
+    if homes is not None:
+        edges = with_home(edges, homes)
+        keys = ["home"]
+    found: dict[HomeKey, list[tuple[int, int, int, int]]] = {}
+    for r in edges.group_by([*keys, "day"]).aggregate(
+            first=edges["opens_first"].sum(), again=edges["opens_again"].sum(),
+            ends=edges["closes"].sum()).to_pyarrow().to_pylist():
+        found.setdefault(_home(r), []).append(
+            (_int(r["day"]), _int(r["first"]), _int(r["again"]), _int(r["ends"])))
+    for home, rows in found.items():
+        part = out.setdefault(home, {})
+        for index, first_n, next_n in buckets:
+            started = sum(f + a for d, f, a, _ in rows if d < first_n)
+            ended = sum(e for d, _, _, e in rows if d + lapse_days < first_n)
+            lapsed = sum(e for d, _, _, e in rows if first_n <= d + lapse_days < next_n)
+            part.setdefault(index, {}).update(
+                active_start=started - ended,
+                new=sum(f for d, f, _, _ in rows if first_n <= d < next_n),
+                reactivated=sum(a for d, _, a, _ in rows if first_n <= d < next_n),
+                lapsed=lapsed, churned=lapsed,
+                active_end=sum(f + a for d, f, a, _ in rows if d < next_n)
+                - sum(e for d, _, _, e in rows if d + lapse_days < next_n))
+
+
+def _add_spells(out: dict[HomeKey, dict[int, dict[str, int]]], days: ir.Table,
+                homes: ir.Table | None, bucket_table: ir.Table, lapse_days: int,
+                add: Callable[[list[dict[str, object]]], None]) -> None:
+    """The spell counts of the leaky bucket for any ``lapse_days``: the spells numbered
+    (a window of gaps, a running sum of them) and joined to the buckets they touch."""
+    keys = [] if homes is None else ["home"]
     by_member = ibis.window(group_by="member_id", order_by="day")
     gaps = days.mutate(previous=days.day.lag().over(by_member))
     gaps = gaps.mutate(opens=(gaps.previous.isnull()
@@ -782,24 +878,6 @@ def _bucket_counts(days: ir.Table, scope: ir.Table, *, period: Period, tz: str,
         churned=(ends_inside & ~starts_inside).cast("int64").sum(),
         active_end=(~ends_inside).cast("int64").sum(),
     ).to_pyarrow().to_pylist())
-
-    visits = days.select(member_id=days.member_id, bucket=days.month // span).distinct()
-    visits = visits.mutate(previous=visits.bucket.lag().over(
-        ibis.window(group_by="member_id", order_by="bucket")))
-    if homes is not None:
-        visits = with_home(visits, homes)
-    add(visits.group_by([*keys, "bucket"]).aggregate(
-        purchasers=visits.count(),
-        returning=(visits.previous == visits.bucket - 1).fill_null(False).cast("int64").sum()
-    ).to_pyarrow().to_pylist())
-
-    end = period.bounds(tz)[1]
-    joined = scope.filter(scope.joined_at < end)
-    joined = joined.mutate(bucket=local_month(joined.joined_at, tz, around=period) // span,
-                           home=joined.home_store_id.cast("string"))
-    add(joined.group_by([*keys, "bucket"]).aggregate(joined=joined.count())
-        .to_pyarrow().to_pylist())
-    return out
 
 
 def _bucket_report(period: Period, grain: Grain, lapse_days: int,
