@@ -78,3 +78,18 @@ def test_two_first_top_ups_both_succeed(db: Database, clock: FixedClock, member_
         assert s.scalar(select(func.count()).select_from(WalletAccount)
                         .where(WalletAccount.member_id == member_id)) == 1
         assert wallet.balance(s, member_id=member_id).total_minor == 1000
+
+
+def test_a_page_reading_the_programme_while_another_creates_it(db: Database,
+                                                               clock: FixedClock) -> None:
+    """Two dashboard fragments of a new database both created the default programme; on
+    SQLite the later one's read transaction could not write any more ("database is
+    locked" at once) and its page failed with a 500 (seen in the browser tests)."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL lets the loser insert and meet the unique key instead")
+    with db.read() as reader:
+        reader.execute(select(func.count()).select_from(PointsAccount)).scalar()  # snapshot
+        with db.write() as other:
+            created = loyalty.get_program(other, clock=clock).points_per_major
+        program = loyalty.get_program(reader, clock=clock)
+        assert program.points_per_major == created

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, case, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from patron.auth import audit
@@ -67,16 +67,33 @@ def get_program(session: Session, *, clock: Clock) -> LoyaltyProgram:
 
 
 def _load_program(session: Session, clock: Clock) -> LoyaltyProgram:
-    program = session.get(LoyaltyProgram, 1)
-    if program is None:
+    for _attempt in range(FIRST_USE_ATTEMPTS):
+        program = session.get(LoyaltyProgram, 1)
+        if program is not None:
+            return program
         try:  # concurrent first uses race to create the row: the loser reads the winner's
             with session.begin_nested():
                 session.add(LoyaltyProgram(id=1, updated_at=clock.now()))
         except IntegrityError:
             pass
+        except OperationalError:
+            # SQLite: a read transaction cannot start writing once another connection has
+            # written since it began ("database is locked" at once, no waiting), as when two
+            # pages of a new database both create the default programme. Only a read can
+            # meet this (writers BEGIN IMMEDIATE), so start the transaction over: it then
+            # sees the winner's row, or creates it.
+            if session.get_bind().dialect.name != "sqlite":
+                raise
+            session.rollback()
+            continue
         program = session.get(LoyaltyProgram, 1, populate_existing=True)
         assert program is not None
-    return program
+        return program
+    raise RuntimeError("the default loyalty programme could not be created")
+
+
+#: How often a read that meets another's first write of the programme starts over.
+FIRST_USE_ATTEMPTS = 5
 
 
 PROGRAM_FIELDS = {"points_per_major", "rounding", "pending_days", "expiry_policy",
