@@ -3,6 +3,7 @@ expiry; five wrong PINs lock a card for 15 minutes."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -61,6 +62,19 @@ def test_a_batch_is_issued_by_managers_with_codes_and_hashed_pins(
         _issue(session, clock, manager, value=0)
     assert err.value.field == "face_value_minor"
     assert cards.verify(session) == []
+
+
+def test_a_batch_for_an_unknown_store_is_refused_naming_it(
+    session: Session, clock: FixedClock, world: World
+) -> None:
+    """Found by the API fuzz run: the owner (who may act for every store) named a store
+    that does not exist, and the database's foreign key answered with a 500."""
+    owner = auth.principal_for_user(world.owner)
+    before = session.scalars(select(GiftCard)).all()
+    with pytest.raises(NotFound) as err:
+        _issue(session, clock, owner, store_id=uuid.uuid4())
+    assert err.value.field == "store_id"
+    assert session.scalars(select(GiftCard)).all() == before
 
 
 def test_partial_redemptions_until_the_balance_is_spent(

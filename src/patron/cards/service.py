@@ -124,12 +124,15 @@ def _label(actor: Principal | None) -> str:
     return actor.label if actor else "system"
 
 
-def _store_for(actor: Principal | None, store_id: uuid.UUID | None) -> uuid.UUID | None:
-    if actor is None:
-        return store_id
+def _store_for(session: Session, actor: Principal | None, store_id: uuid.UUID | None
+               ) -> uuid.UUID | None:
+    """The store a card operation is booked to: the one named (which must exist and be
+    the actor's), else the actor's own."""
     if store_id is None:
-        return actor.default_store_id
-    require_store(actor, store_id)
+        return actor.default_store_id if actor is not None else None
+    members.get_store(session, store_id=store_id)  # an unknown store: 404 naming store_id
+    if actor is not None:
+        require_store(actor, store_id)
     return store_id
 
 
@@ -521,7 +524,7 @@ def redeem_stamp_reward(session: Session, *, clock: Clock, actor: Principal | No
     """Use a reward, at most once: 409 ``reward_already_redeemed`` for a used one, 422 on
     ``reward_id`` for an expired or revoked one. The till then gives the programme's free
     product, or takes 100 % off one qualifying item (``rules.free_item``)."""
-    store = _store_for(actor, store_id)
+    store = _store_for(session, actor, store_id)
     reward = session.scalar(for_update(select(StampReward).where(StampReward.id == reward_id))
                             .execution_options(populate_existing=True))
     if reward is None or reward.member_id != member_id:
@@ -702,7 +705,7 @@ def sell_package(session: Session, *, clock: Clock, actor: Principal | None,
     ``price_minor`` is what the customer paid for it if not the list price (a discounted
     line at the till); the pro-rata refund is computed from it. ``sale_id`` is the
     checkout's sale (flush it first: it is a foreign key)."""
-    store = _store_for(actor, store_id)
+    store = _store_for(session, actor, store_id)
     product = get_package_product(session, package_product_id=package_product_id)
     if not product.active:
         raise ValidationFailed("This package is no longer sold", "package_product_id",
@@ -765,7 +768,7 @@ def use_visit(session: Session, *, clock: Clock, actor: Principal | None,
     """Take one visit. Refused (422 on ``package_id``) when the package has expired, was
     refunded or has no visits left; (422 on ``product_id``) for a service it does not
     cover."""
-    store = _store_for(actor, store_id)
+    store = _store_for(session, actor, store_id)
     package = _locked_package(session, member_id=member_id, package_id=package_id)
     now = clock.now()
     _check_open(package, now)
@@ -1020,7 +1023,7 @@ def issue_gift_cards(session: Session, *, clock: Clock, actor: Principal, name: 
     _check_amount(face_value_minor, "face_value_minor")
     if valid_days is not None and valid_days <= 0:
         raise ValidationFailed("valid_days must be positive", "valid_days")
-    store = _store_for(actor, store_id)
+    store = _store_for(session, actor, store_id)
     now = clock.now()
     expires_at = rules.expires_after(now, valid_days)
     batch = GiftCardBatch(name=name, face_value_minor=face_value_minor, count=count,
@@ -1049,7 +1052,7 @@ def sell_gift_card(session: Session, *, clock: Clock, actor: Principal | None,
     """One card sold at the till (checkout calls this for a gift-card line, after flushing
     the sale); ``member_id`` attaches it to the buyer if they want."""
     _check_amount(face_value_minor, "face_value_minor")
-    store = _store_for(actor, store_id)
+    store = _store_for(session, actor, store_id)
     if member_id is not None:
         _active_member(session, member_id)
     expires_at = rules.expires_after(clock.now(), valid_days)
@@ -1141,7 +1144,7 @@ def redeem_gift_card(session: Session, *, clock: Clock, actor: Principal | None,
     """Pay ``amount_minor`` with the card, partly or wholly; refuses (422) rather than
     overdraw. Lock -> check -> append entry -> update the balance."""
     _check_amount(amount_minor)
-    store = _store_for(actor, store_id)
+    store = _store_for(session, actor, store_id)
     card = _find_card(session, code, lock=True)
     now = clock.now()
     _require_pin(card, pin, now)
