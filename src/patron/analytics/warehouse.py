@@ -309,10 +309,11 @@ def _incremental(engine: Engine, path: Path, meta: Meta, cutoff: datetime,
         new_mark, merges_digest, categories_digest = _marks(conn)
         stores = _fetch(conn, "stores")
         products = _fetch(conn, "products")
-        changed = _changed_sales(conn, meta, cutoff)
+        store_ids = [row[0] for row in stores]  # RAW_TABLES["stores"] starts with the id
+        changed = _changed_sales(conn, meta, cutoff, store_ids)
         rows = _fetch_sales(conn, changed, cutoff)
         merges = _merges(conn) if merges_digest != meta.merges else []
-        database_counts = _database_counts(conn, cutoff)
+        database_counts = _database_counts(conn, cutoff, store_ids)
         mark("read")
     with tempfile.TemporaryDirectory(prefix="patron-warehouse-") as workdir:
         duck = duckdb.connect(str(path))
@@ -378,12 +379,12 @@ def _digest(rows: Sequence[Any]) -> str:
     return h.hexdigest()
 
 
-def _changed_sales(conn: Connection, meta: Meta, cutoff: datetime) -> list[Any]:
+def _changed_sales(conn: Connection, meta: Meta, cutoff: datetime,
+                   store_ids: list[Any]) -> list[Any]:
     """Ids of the sales to (re)build: happened since the last cutoff, recorded since the
     last sync, or refunded since the last cutoff; all before ``cutoff``."""
-    sales, refunds, stores = _table("sales"), _table("refunds"), _table("stores")
+    sales, refunds = _table("sales"), _table("refunds")
     found: set[Any] = set()
-    store_ids = list(conn.execute(select(stores.c.id)).scalars())
     # store by store, so the (store_id, occurred_at) index serves the range
     found.update(conn.execute(select(sales.c.id).where(
         sales.c.store_id.in_(store_ids), sales.c.occurred_at >= meta.cutoff,
@@ -445,7 +446,8 @@ def _merges(conn: Connection) -> list[tuple[str, str]]:
     return resolved
 
 
-def _database_counts(conn: Connection, cutoff: datetime) -> tuple[int, int]:
+def _database_counts(conn: Connection, cutoff: datetime,
+                     store_ids: list[Any]) -> tuple[int, int]:
     """(sales before the cutoff, their refunds booked before it).
 
     Counted as every sale less those from the cutoff on: a count of the whole table reads
@@ -454,8 +456,7 @@ def _database_counts(conn: Connection, cutoff: datetime) -> tuple[int, int]:
     two counts 0.01 s). Sale amounts never change once written (a refund is a row of its
     own), so the number of sales and the refunds are what can drift.
     """
-    sales, refunds, stores = _table("sales"), _table("refunds"), _table("stores")
-    store_ids = list(conn.execute(select(stores.c.id)).scalars())
+    sales, refunds = _table("sales"), _table("refunds")
     every = conn.execute(select(func.count()).select_from(sales)).scalar_one()
     later = conn.execute(select(func.count()).select_from(sales).where(
         sales.c.store_id.in_(store_ids), sales.c.occurred_at >= cutoff)).scalar_one()
