@@ -173,6 +173,24 @@ def test_the_app_keeps_writing_to_sqlite_after_a_load(db: Database) -> None:
         assert session.execute(text("PRAGMA integrity_check")).scalar() == "ok"
 
 
+def test_a_reading_child_nobody_waits_for_is_stopped(db: Database, tmp_path: Path) -> None:
+    """The load starts the SQLite child, then syncs the warehouse; if that fails, leaving
+    the block stops the child instead of leaving it reading."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only")
+    _seed_into(db)
+    cutoff = source.cutoff_for(AS_OF, TZ)
+    with source.SqliteExtraction(db.engine, tmp_path / "a.duckdb", ["members"], cutoff,
+                                 str(tmp_path), None) as child:
+        pass
+    assert child.process.returncode is not None
+    with source.SqliteExtraction(db.engine, tmp_path / "b.duckdb", ["members"], cutoff,
+                                 str(tmp_path), None) as child:
+        assert "members" in child.wait()
+    with duckdb.connect(str(tmp_path / "b.duckdb"), read_only=True) as duck:
+        assert duck.execute("SELECT count(*) FROM members").fetchone() == (2,)  # the third joined after the cutoff
+
+
 def test_only_the_tables_asked_for_are_loaded(db: Database) -> None:
     _seed_into(db)
     with source.open_source(db, as_of=AS_OF, timezone=TZ, tables=["lines"]) as src:

@@ -275,16 +275,30 @@ def open_source(database: Database | Engine | str, *, as_of: date, timezone: str
         with contextlib.ExitStack() as held:
             started = time.perf_counter()
             synced = None
+            timings: dict[str, float] = {}
+            sqlite = engine.dialect.name == "sqlite"
+            extracted = False  # the canonical tables the child builds are in ``path``
             if warehouse is not None and "sales" in canonical \
                     and held.enter_context(kept_history.acquire(warehouse)):
                 if progress is not None:
                     progress("warehouse", 0, 1)
+                # On SQLite the small tables are read by the child process while this one
+                # brings the warehouse up to date: the two share nothing but the database
+                # file, which both only read, and the two cores halve the load's wait.
+                small, _ = needed([n for n in canonical if n not in kept_history.KEPT])
+                child = (held.enter_context(SqliteExtraction(
+                    engine, path, small, cutoff, workdir.name, memory_limit))
+                    if sqlite else None)
                 synced = kept_history.sync(engine, warehouse, cutoff=cutoff, rebuild=rebuild,
                                            memory_limit=memory_limit)
+                if child is not None:
+                    timings = child.wait()
+                    extracted = synced is not None
+                    if not extracted:  # a backfill: the history is loaded the usual way
+                        path.unlink(missing_ok=True)
             from_file = [n for n in canonical if n in kept_history.KEPT] if synced else []
             build, raw = needed([n for n in canonical if n not in from_file])
-            timings: dict[str, float] = {}
-            if engine.dialect.name == "sqlite":
+            if sqlite and not extracted:
                 if progress is not None:
                     progress("sqlite", 0, 1)
                 timings = extract_sqlite(engine, path, build, cutoff, workdir.name,
@@ -324,23 +338,48 @@ def open_source(database: Database | Engine | str, *, as_of: date, timezone: str
 
 
 def extract_sqlite(engine: Engine, out: Path, canonical: list[str], cutoff: datetime,
-                    workdir: str, memory_limit: str | None) -> dict[str, float]:
+                   workdir: str, memory_limit: str | None) -> dict[str, float]:
     """Build the canonical tables from the SQLite file in a child process, into ``out``."""
-    path = make_url(engine.url).database
-    if not path or path == ":memory:":
-        raise ValidationFailed("analytics need a SQLite database file, not :memory:",
-                               "database_url")
-    command = [sys.executable, "-m", "patron.analytics.sqlite_extract",
-               str(Path(path).resolve()), str(out), cutoff.astimezone(UTC).isoformat(),
-               "--workdir", workdir, *canonical]
-    if memory_limit:
-        command += ["--memory-limit", memory_limit]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
-    if done.returncode != 0:
-        raise RuntimeError(f"reading {path} failed (exit {done.returncode}): "
-                           f"{done.stderr.strip()[-2000:]}")
-    timings: dict[str, float] = json.loads(done.stdout)
-    return timings
+    with SqliteExtraction(engine, out, canonical, cutoff, workdir, memory_limit) as child:
+        return child.wait()
+
+
+class SqliteExtraction:
+    """The child process of ``extract_sqlite``, started now and waited for later, so the
+    caller can do other work meanwhile. As a context manager it kills a child nobody
+    waited for (the caller failed first)."""
+
+    def __init__(self, engine: Engine, out: Path, canonical: list[str], cutoff: datetime,
+                 workdir: str, memory_limit: str | None) -> None:
+        path = make_url(engine.url).database
+        if not path or path == ":memory:":
+            raise ValidationFailed("analytics need a SQLite database file, not :memory:",
+                                   "database_url")
+        self.database = path
+        command = [sys.executable, "-m", "patron.analytics.sqlite_extract",
+                   str(Path(path).resolve()), str(out), cutoff.astimezone(UTC).isoformat(),
+                   "--workdir", workdir, *canonical]
+        if memory_limit:
+            command += ["--memory-limit", memory_limit]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE,  # noqa: S603
+                                        stderr=subprocess.PIPE, text=True)
+
+    def wait(self) -> dict[str, float]:
+        """The child's timings once it has finished; raises if it failed."""
+        out, err = self.process.communicate()
+        if self.process.returncode != 0:
+            raise RuntimeError(f"reading {self.database} failed (exit "
+                               f"{self.process.returncode}): {err.strip()[-2000:]}")
+        timings: dict[str, float] = json.loads(out)
+        return timings
+
+    def __enter__(self) -> SqliteExtraction:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+            self.process.communicate()
 
 
 def _pg_select(spec: RawTable, cutoff: datetime) -> str:

@@ -34,7 +34,7 @@ when it belongs to another database, when its format is older, and when asked
 cutoff (a backfill) does not touch it and loads the history as before.
 
 Consistency: the sync reads the database in one snapshot, and the small tables are loaded
-moments later in another. Everything is cut at the same cutoff, which is in the past, so
+in another (on SQLite by the load's child process, at the same time). Everything is cut at the same cutoff, which is in the past, so
 the two agree except for a member merged in between: the survivor gets the duplicate's
 sales the next night (a full load read both in one snapshot).
 
