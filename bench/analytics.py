@@ -310,6 +310,13 @@ def lifetimes_run(python: str, path: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- the refresh
 
 
+def as_the_worker_is() -> None:
+    """Import every model before the clock starts, as a running worker has them (and as
+    the lifetimes script imports lifetimes before its clock): the first use of the model
+    registry costs about 1.2 s of imports that no night pays."""
+    import patron.core.registry  # noqa: F401
+
+
 def warehouse_of(path: str) -> Path:
     """The bench's analytics warehouse file (``--warehouse``)."""
     return Path(f"{path}.warehouse.duckdb")
@@ -348,6 +355,7 @@ def kept_floor(path: str) -> dict[str, Any]:
 
 def refresh_child(path: str, kept: bool = False) -> dict[str, Any]:
     """Run in a child process (so its memory figures are the refresh's own)."""
+    as_the_worker_is()
     db = Database.from_url(f"sqlite:///{path}")
     marks: dict[str, float] = {}
     cpu: dict[str, float] = {}
@@ -385,6 +393,7 @@ def scores_steps_child(path: str, kept: bool = False) -> dict[str, Any]:
     from patron.analytics import scores
     from patron.analytics.tables import CategoryCycle, MemberScore
 
+    as_the_worker_is()
     db = Database.from_url(f"sqlite:///{path}")
     steps: dict[str, tuple[float, float]] = {}
     wall, cpu = time.perf_counter(), cpu_seconds()
@@ -421,6 +430,47 @@ def scores_steps_child(path: str, kept: bool = False) -> dict[str, Any]:
             "rows": fitted.params.get("rows", 0)}
 
 
+def same_job_child(path: str, kept: bool = False) -> dict[str, Any]:
+    """Run in a child process: lifetimes' job done by patron's own functions, step by step.
+
+    The same inputs (the sales up to the cutoff) and the same outputs as the lifetimes
+    script: each buyer's (x, t_x, T, mean repeat spend) as ``patron analytics fit`` reads
+    them (``scores.model_inputs``), BG/NBD and Gamma-Gamma fitted (``scores.fit``), then
+    P(alive), expected purchases in 30/90/365 days, expected spend and 12-month CLV for
+    every buyer (``scores.predict``). The refresh does this inside its scores, among much
+    else (RFM, lifecycle, loyalty, bonds, category cycles, the writes).
+    """
+    from patron.analytics import scores
+
+    as_the_worker_is()
+    db = Database.from_url(f"sqlite:///{path}")
+    steps: dict[str, tuple[float, float]] = {}
+    wall, cpu = time.perf_counter(), cpu_seconds()
+
+    def step(name: str) -> None:
+        nonlocal wall, cpu
+        now, used = time.perf_counter(), cpu_seconds()
+        steps[name] = (now - wall, used - cpu)
+        wall, cpu = now, used
+
+    with source.open_source(db, as_of=AS_OF, timezone=TIMEZONE, tables=["sales", "members"],
+                            warehouse=warehouse_of(path) if kept else None) as src:
+        step("read: the new day into the warehouse, the members" if kept
+             else "read: the sales and members (SQLite → DuckDB)")
+        inputs = scores.model_inputs(src)
+        step("summarise: (x, t_x, T, m) per buyer")
+    fitted = scores.fit(inputs)
+    step("fit: BG/NBD + Gamma-Gamma")
+    model = fitted.model
+    assert model is not None
+    predicted = scores.predict(model, inputs)
+    step("predict: P(alive), E[30/90/365], spend, 12-month CLV")
+    db.dispose()
+    return {"steps": steps, "customers": len(inputs),
+            "clv_total": float(np.nansum(predicted.clv)),
+            "params": {k: fitted.params[k] for k in ("r", "alpha", "a", "b", "p", "q", "v")}}
+
+
 def _child(flag: str, *args: str) -> Any:
     done = subprocess.run([sys.executable, __file__, flag, *args], capture_output=True,
                           text=True, check=False)
@@ -450,6 +500,7 @@ def main() -> None:
     parser.add_argument("--kept-floor-child", help=argparse.SUPPRESS)
     parser.add_argument("--floor-child", help=argparse.SUPPRESS)
     parser.add_argument("--scores-child", help=argparse.SUPPRESS)
+    parser.add_argument("--same-job-child", help=argparse.SUPPRESS)
     parser.add_argument("--refresh-child", help=argparse.SUPPRESS)
     parser.add_argument("--generate-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -467,6 +518,9 @@ def main() -> None:
         return
     if args.scores_child:
         print(json.dumps(scores_steps_child(args.scores_child, args.warehouse)))
+        return
+    if args.same_job_child:
+        print(json.dumps(same_job_child(args.same_job_child, args.warehouse)))
         return
     if args.generate_child:
         where, members, seed = args.generate_child
@@ -494,6 +548,9 @@ def main() -> None:
     if args.scores_steps and args.warehouse:
         _child("--prime-child", str(path))  # the night before again
     alone = _child("--scores-child", str(path), *kept) if args.scores_steps else None
+    if args.scores_steps and args.warehouse:
+        _child("--prime-child", str(path))
+    same = _child("--same-job-child", str(path), *kept) if args.scores_steps else None
 
     params, stages = run["params"], run["stages"]
     table = Table("stage", "seconds", "CPU s", "peak RSS (MB)", "what",
@@ -591,6 +648,33 @@ def main() -> None:
             steps.add_row("lifetimes end to end / the same work in patron",
                           f"{sum(lt['marks'].values()) / same_s:.2f}×", "", style="bold")
         console.print(steps)
+    if same is not None:
+        like = Table("step", "patron s", "CPU s", "lifetimes step", "lifetimes s",
+                     title=f"lifetimes' job in patron: {same['customers']:,} buyers, the same "
+                           "outputs (patron's own functions, child process)")
+        lt_steps = list(lt["marks"].items()) if lt is not None else []
+        for i, (name, (seconds, used)) in enumerate(same["steps"].items()):
+            other_name, other_s = (lt_steps[i] if i < len(lt_steps) else ("", None))
+            if i == 2 and len(lt_steps) > 3:  # the two fits
+                other_name, other_s = "both fits", lt_steps[2][1] + lt_steps[3][1]
+            if i == 3 and len(lt_steps) > 4:
+                other_name, other_s = lt_steps[4]
+            like.add_row(name, f"{seconds:.2f}", f"{used:.2f}", other_name,
+                         "" if other_s is None else f"{other_s:.2f}")
+        same_s = sum(v[0] for v in same["steps"].values())
+        lt_s = sum(lt["marks"].values()) if lt is not None else None
+        like.add_row("end to end", f"{same_s:.2f}",
+                     f"{sum(v[1] for v in same['steps'].values()):.2f}", "end to end",
+                     "" if lt_s is None else f"{lt_s:.2f}", style="bold")
+        if lt_s is not None:
+            like.add_row("lifetimes / patron", f"{lt_s / same_s:.1f}×", "", "aim: 20×", "",
+                         style="bold")
+        like.add_row("patron / the scan floor (over SQLite; over the warehouse)",
+                     f"{same_s / scan['sales_s']:.1f}×"
+                     + (f"; {same_s / kept_scan['sales_s']:.1f}×" if kept_scan else ""),
+                     "", "aim: within 3×", "")
+        console.print(like)
+        console.print(f"patron's estimates: {same['params']}")
 
 
 if __name__ == "__main__":

@@ -209,11 +209,39 @@ def scored(db: Database) -> dict[str, Any]:
         history = scores.member_history(src)
         cycles = scores.category_cycles(src)
         sales = src.sales.to_pyarrow()
+        inputs = scores.model_inputs(src)
     fitted = scores.fit(history)
     table = scores.score(history, fitted)
     rows = {r["member_id"]: r for r in table.to_pylist()}
     return {"ids": ids, "rows": {k: rows[str(v)] for k, v in ids.items() if str(v) in rows},
-            "history": history, "cycles": cycles.to_pylist(), "fit": fitted, "sales": sales}
+            "history": history, "cycles": cycles.to_pylist(), "fit": fitted, "sales": sales,
+            "inputs": inputs}
+
+
+def test_the_model_inputs_alone_are_the_history_s(scored: dict[str, Any]) -> None:
+    """``model_inputs`` (``patron analytics fit``) reads only the sales and members, and
+    must give the buyers exactly what ``member_history`` gives them."""
+    alone, whole = scored["inputs"], scored["history"].model_inputs()
+    assert alone.member_id.to_pylist() == whole.member_id.to_pylist()
+    assert len(alone) == int(scored["history"].bought.sum()) > 0
+    for name in ("frequency", "t_x_days", "age_days", "repeat_monetary"):
+        np.testing.assert_array_equal(getattr(alone, name), getattr(whole, name), err_msg=name)
+    assert scores.fit(alone).params == scored["fit"].params
+
+
+def test_predictions_on_several_threads_equal_one(scored: dict[str, Any],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    model = scored["fit"].model
+    assert model is not None
+    inputs = scored["inputs"]
+    one = scores.predict(model, inputs)
+    monkeypatch.setattr(scores, "PREDICT_PART", 2)
+    monkeypatch.setattr(scores.os, "cpu_count", lambda: 3)
+    several = scores.predict(model, inputs)
+    for name in ("p_alive", "spend", "clv"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(several, name), err_msg=name)
+    for t in scores.HORIZONS:
+        np.testing.assert_array_equal(one.expected[t], several.expected[t])
 
 
 def test_recency_frequency_monetary_by_hand(scored: dict[str, Any]) -> None:

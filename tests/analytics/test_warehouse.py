@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, update
 
-from patron.analytics import source, warehouse
+from patron.analytics import scores, source, warehouse
 from patron.core import migrate
 from patron.core.db import Database
 from patron.core.registry import Base
@@ -25,20 +25,29 @@ T = Base.metadata.tables
 D1 = date(2026, 11, 20)
 
 
-def _rows(src: source.Source, name: str) -> list[dict[str, Any]]:
-    key = "sale_id" if name == "sales" else "line_id"
-    return sorted(src.table(name).to_pyarrow().to_pylist(), key=lambda r: str(r[key]))
+KEYS = {"sales": "sale_id", "lines": "line_id", warehouse.TOTALS: "member_id"}
+
+
+def _rows(table: Any, name: str) -> list[dict[str, Any]]:
+    return sorted(table.to_pyarrow().to_pylist(), key=lambda r: str(r[KEYS[name]]))
 
 
 def night(db: Database, as_of: date, kept: Path) -> tuple[Any, dict[str, list[Any]]]:
     """Open the source of ``as_of`` through the warehouse, and check it against a full
-    load of the same day; returns how the warehouse was synced and the tables."""
+    load of the same day; returns how the warehouse was synced and the tables.
+
+    The purchase totals the file keeps must equal the scores' own expression over the
+    full load's sales."""
     with source.open_source(db, as_of=as_of, timezone=TZ, tables=["lines"],
                             warehouse=kept) as src:
-        got = {name: _rows(src, name) for name in warehouse.KEPT}
+        names = [*warehouse.KEPT, warehouse.TOTALS] if src.warehouse else warehouse.KEPT
+        got = {name: _rows(src.table(name), name) for name in names}
         synced = src.warehouse
     with source.open_source(db, as_of=as_of, timezone=TZ, tables=["lines"]) as src:
-        want = {name: _rows(src, name) for name in warehouse.KEPT}
+        want = {name: _rows(src.table(name), name) for name in warehouse.KEPT}
+        if synced is not None:
+            want[warehouse.TOTALS] = _rows(scores.purchase_totals_expr(src.sales),
+                                           warehouse.TOTALS)
     assert got == want
     return synced, got
 
@@ -266,3 +275,42 @@ def test_any_sequence_of_nights_matches_full_loads(template: Path, tmp_path: Pat
     finally:
         db.dispose()
 
+
+
+def test_scores_read_from_the_warehouse_equal_a_full_load(db: Database,
+                                                          tmp_path: Path) -> None:
+    """``member_history`` and ``model_inputs`` take the kept purchase totals and sum only
+    the last year's windows; they must give what the whole history gives, after a night
+    that added, refunded and merged."""
+    from tests.analytics.test_scores import _assert_same_history
+
+    kept = tmp_path / "history.duckdb"
+    with db.engine.begin() as conn:
+        h = History(conn)
+        shop = h.store("SH")
+        tea = h.product("tea", 3000)
+        a, b, c = (h.member(shop, at("2024-06-01")) for _ in range(3))
+        _, (line,) = h.sale(a, shop, at("2024-07-01"), [(tea, 2, 3000)])
+        for day in ("2025-03-01", "2025-09-01 02", "2025-09-01 05", "2026-10-01"):
+            h.sale(a, shop, at(day[:10], int(day[11:] or 3)), total=1500)
+            h.sale(b, shop, at(day[:10], int(day[11:] or 3) + 1), total=900)
+        h.sale(c, shop, at("2026-08-30"), total=400)
+    night(db, D1, kept)
+    with db.engine.begin() as conn:
+        h.conn = conn
+        h.sale(c, shop, at("2026-11-21", 3), total=700)
+        refund(conn, h, shop, line, at("2026-11-21", 4))
+        merge(conn, h, b, c, at("2026-11-21", 5))
+    d2 = D1 + timedelta(days=1)
+    assert night(db, d2, kept)[0].mode == "incremental"
+    with source.open_source(db, as_of=d2, timezone=TZ, warehouse=kept) as src:
+        assert warehouse.TOTALS in src.loaded
+        got, got_inputs = scores.member_history(src), scores.model_inputs(src)
+    with source.open_source(db, as_of=d2, timezone=TZ) as src:
+        assert warehouse.TOTALS not in src.loaded
+        want, want_inputs = scores.member_history(src), scores.model_inputs(src)
+    _assert_same_history(got, want)
+    assert got_inputs.member_id.equals(want_inputs.member_id)
+    for name in ("frequency", "t_x_days", "age_days", "repeat_monetary"):
+        assert (getattr(got_inputs, name) == getattr(want_inputs, name)).all(), name
+    assert want.purchases.tolist() == [4, 5]  # a; c with the days merged in from b

@@ -64,6 +64,8 @@ Money comes out as integer minor units, estimates rounded half up.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -119,12 +121,38 @@ class ScoreConfig:
 # ---------------------------------------------------------------- 1. summaries (Ibis)
 
 
-def _purchase_days(src: Source) -> Any:
-    """One row per member and store-local day with a kept (positive-net) sale."""
-    s = src.sales
-    s = s.filter(s.member_id.notnull() & (s.net_minor > 0))
+def _purchase_days(sales: Any) -> Any:
+    """One row per member and store-local day with a kept (positive-net) sale, from the
+    canonical ``sales``."""
+    s = sales.filter(sales.member_id.notnull() & (sales.net_minor > 0))
     return s.group_by(["member_id", "occurred_on"]).aggregate(
-        at=s.occurred_at.min(), net=s.net_minor.sum())
+        at=s.occurred_at.min(), net=_bigint(s.net_minor.sum()))
+
+
+def _bigint(total: Any) -> Any:
+    """A sum of BIGINTs (never NULL) as a BIGINT. DuckDB widens such a sum to HUGEINT,
+    which Arrow receives as decimal128 (0.3-0.4 s a column at a million members, and as
+    much again into NumPy); a member's money fits a BIGINT. Ibis drops a cast to the type
+    it believes the sum already has, so the cast names the non-null type."""
+    return total.cast("!int64")
+
+
+#: The name of the purchase totals' table (``purchase_totals_expr``) when a source has it.
+PURCHASE_TOTALS = "member_purchases"
+
+
+def purchase_totals_expr(sales: Any) -> Any:
+    """Per member with a kept purchase, what does not depend on the day scored: number of
+    purchases, first and last purchase (time and local day), the first purchase's net and
+    the total net, from the canonical ``sales`` (an Ibis table). The warehouse keeps this
+    table between nights and updates only the members whose sales changed
+    (``analytics.warehouse``); ``member_history`` and ``model_inputs`` read it from there
+    when the source has it."""
+    d = _purchase_days(sales)
+    return d.group_by("member_id").aggregate(
+        purchases=d.count(), first_at=d.at.min(), last_at=d.at.max(),
+        first_on=d.occurred_on.min(), last_on=d.occurred_on.max(),
+        first_net=d.net.argmin(d.at), total_net=_bigint(d.net.sum()))
 
 
 def category_cycles_expr(src: Source) -> Any:
@@ -218,20 +246,16 @@ class MemberHistory:
         """Repeat purchases (0 for non-buyers too; mask with ``bought``)."""
         return np.maximum(self.purchases - 1, 0)
 
-    def _seconds(self, at: NDArray[np.datetime64]) -> NDArray[np.float64]:
-        return at.astype("datetime64[s]").astype(np.int64).astype(np.float64)
-
     @property
     def t_x_days(self) -> FloatArray:
         """BG/NBD recency: last purchase time − first, in days (seconds resolution)."""
-        t = (self._seconds(self.last_at) - self._seconds(self.first_at)) / SECONDS_PER_DAY
+        t = (_seconds_of(self.last_at) - _seconds_of(self.first_at)) / SECONDS_PER_DAY
         return np.where(self.bought, t, np.nan)
 
     @property
     def age_days(self) -> FloatArray:
         """BG/NBD T: cutoff − first purchase time, in days."""
-        end = float(int(np.datetime64(self.cutoff.replace(tzinfo=None), "s").astype(np.int64)))
-        t = (end - self._seconds(self.first_at)) / SECONDS_PER_DAY
+        t = (_cutoff_seconds(self.cutoff) - _seconds_of(self.first_at)) / SECONDS_PER_DAY
         return np.where(self.bought, t, np.nan)
 
     @property
@@ -239,6 +263,53 @@ class MemberHistory:
         """Mean net of the repeat purchases (Gamma-Gamma's m), 0 without any."""
         x = self.frequency
         return np.where(x > 0, (self.total_net - self.first_net) / np.maximum(x, 1), 0.0)
+
+    def model_inputs(self) -> ModelInputs:
+        """The buyers' model inputs (``fit`` and ``predict``)."""
+        b = self.bought
+        return ModelInputs(member_id=self.member_id.filter(pa.array(b)),
+                           frequency=self.frequency[b], t_x_days=self.t_x_days[b],
+                           age_days=self.age_days[b], repeat_monetary=self.repeat_monetary[b])
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What BG/NBD and Gamma-Gamma see of each buyer, time in days at the data's
+    resolution: x (repeat purchases), t_x, T and the mean net of the repeat purchases."""
+
+    member_id: pa.Array  # the buyers, in member id order
+    frequency: NDArray[np.int64]
+    t_x_days: FloatArray
+    age_days: FloatArray
+    repeat_monetary: FloatArray
+
+    def __len__(self) -> int:
+        return int(self.frequency.shape[0])
+
+    def part(self, start: int, stop: int) -> ModelInputs:
+        return ModelInputs(member_id=self.member_id.slice(start, stop - start),
+                           frequency=self.frequency[start:stop],
+                           t_x_days=self.t_x_days[start:stop],
+                           age_days=self.age_days[start:stop],
+                           repeat_monetary=self.repeat_monetary[start:stop])
+
+
+def _seconds_of(at: NDArray[np.datetime64]) -> FloatArray:
+    return at.astype("datetime64[s]").astype(np.int64).astype(np.float64)
+
+
+def _cutoff_seconds(cutoff: datetime) -> float:
+    return float(int(np.datetime64(cutoff.replace(tzinfo=None), "s").astype(np.int64)))
+
+
+def _int64s(column: pa.ChunkedArray) -> NDArray[np.int64]:
+    """An integer column as int64 NumPy. DuckDB widens a BIGINT sum to HUGEINT, which
+    reaches Arrow as decimal128 and NumPy, unconverted, as Python ``Decimal`` objects (some
+    0.3-0.4 s a column at a million members); Arrow's cast is vectorised, and refuses a
+    value that does not fit."""
+    if not pa.types.is_int64(column.type):
+        column = column.cast(pa.int64())
+    return np.asarray(column.to_numpy(), dtype=np.int64)
 
 
 def _days_between(later: np.datetime64 | NDArray[np.datetime64],
@@ -251,36 +322,59 @@ def _days_between(later: np.datetime64 | NDArray[np.datetime64],
     return out
 
 
-def member_history(src: Source) -> MemberHistory:
-    """Summarise the source into one row per active member (see the module docstring)."""
+def _purchase_figures(src: Source) -> Any:
+    """Per member with a kept purchase: the purchase fields of ``MemberHistory`` (Ibis).
+
+    With the purchase totals kept by the warehouse, only the windows of the last year are
+    summed from the sales; otherwise everything is, in one pass.
+    """
     import ibis
 
     as_of = src.as_of
-    d = _purchase_days(src)
-    day = d.occurred_on
     since_90 = ibis.literal(as_of - timedelta(days=90))
     since_180 = ibis.literal(as_of - timedelta(days=180))
     since_365 = ibis.literal(as_of - timedelta(days=365))
-    per = d.group_by("member_id").aggregate(
+    sales = src.sales
+    kept = PURCHASE_TOTALS in src.loaded
+    d = _purchase_days(sales.filter(sales.occurred_on > since_365) if kept else sales)
+    day = d.occurred_on
+    windows = {
+        "net_90": _bigint(d.net.sum(where=day > since_90).fill_null(0)),
+        "net_prev_90": _bigint(d.net.sum(where=(day > since_180) & (day <= since_90))
+                               .fill_null(0)),
+        "net_365": _bigint(d.net.sum(where=day > since_365).fill_null(0)),
+        "purchases_365": d.count(where=day > since_365),
+    }
+    if kept:
+        recent = d.group_by("member_id").aggregate(**windows)
+        return (src.table(PURCHASE_TOTALS).left_join(recent, "member_id")
+                .drop("member_id_right"))
+    return d.group_by("member_id").aggregate(
         purchases=d.count(),
         first_at=d.at.min(), last_at=d.at.max(),
         first_on=day.min(), last_on=day.max(),
         first_net=d.net.argmin(d.at),
-        total_net=d.net.sum(),
-        net_90=d.net.sum(where=day > since_90),
-        net_prev_90=d.net.sum(where=(day > since_180) & (day <= since_90)),
-        net_365=d.net.sum(where=day > since_365),
-        purchases_365=d.count(where=day > since_365),
+        total_net=_bigint(d.net.sum()),
+        **windows,
     )
+
+
+def _active_members(src: Source) -> Any:
+    members = src.members
+    return members.filter(members.status == "active").select("member_id", "joined_at")
+
+
+def member_history(src: Source) -> MemberHistory:
+    """Summarise the source into one row per active member (see the module docstring)."""
+    as_of = src.as_of
+    per = _purchase_figures(src)
     sv = src.surveys
     sv = sv.mutate(ok=(sv.csat >= 4).fill_null(False) | (sv.nps >= 9).fill_null(False))
     latest = sv.group_by("member_id").aggregate(satisfied=sv.ok.argmax(sv.answered_at))
     cycles = category_cycles_table(src)
     habitual = cycles.filter(cycles.intervals >= HABIT_INTERVALS)
     habits = habitual.group_by("member_id").aggregate(replenishment_categories=habitual.count())
-    members = src.members
-    members = members.filter(members.status == "active").select("member_id", "joined_at")
-    joined = (members.left_join(per, "member_id").drop("member_id_right")
+    joined = (_active_members(src).left_join(per, "member_id").drop("member_id_right")
               .left_join(src.holdings, "member_id").drop("member_id_right")
               .left_join(latest, "member_id").drop("member_id_right")
               .left_join(habits, "member_id").drop("member_id_right")
@@ -288,8 +382,7 @@ def member_history(src: Source) -> MemberHistory:
     table = joined.to_pyarrow()
 
     def ints(name: str) -> NDArray[np.int64]:
-        col = table.column(name)
-        return np.asarray(col.fill_null(0).to_numpy(), dtype=np.int64)
+        return _int64s(table.column(name).fill_null(0))
 
     def bools(name: str) -> NDArray[np.bool_]:
         return np.asarray(table.column(name).fill_null(False).to_numpy(), dtype=bool)
@@ -324,6 +417,33 @@ def member_history(src: Source) -> MemberHistory:
     )
 
 
+def model_inputs(src: Source) -> ModelInputs:
+    """The active members' model inputs straight from the sales, without the rest of
+    ``member_history`` (surveys, holdings, category cycles, the windows): what
+    ``patron analytics fit`` needs, the same figures ``member_history`` gives."""
+    kept = PURCHASE_TOTALS in src.loaded
+    per = src.table(PURCHASE_TOTALS) if kept else purchase_totals_expr(src.sales)
+    members = _active_members(src).select("member_id")
+    table = (per.join(members, "member_id").order_by("member_id")
+             .select("member_id", "purchases", "first_at", "last_at", "first_net", "total_net")
+             .to_pyarrow())
+
+    def ints(name: str) -> NDArray[np.int64]:
+        return _int64s(table.column(name))
+
+    def seconds(name: str) -> FloatArray:
+        col = table.column(name).cast(pa.timestamp("us"))
+        return _seconds_of(np.asarray(col.to_numpy(zero_copy_only=False)))
+
+    first, last = seconds("first_at"), seconds("last_at")
+    x = ints("purchases") - 1
+    repeat = np.where(x > 0, (ints("total_net") - ints("first_net")) / np.maximum(x, 1), 0.0)
+    return ModelInputs(member_id=table.column("member_id").combine_chunks(), frequency=x,
+                       t_x_days=(last - first) / SECONDS_PER_DAY,
+                       age_days=(_cutoff_seconds(src.cutoff) - first) / SECONDS_PER_DAY,
+                       repeat_monetary=repeat)
+
+
 # ---------------------------------------------------------------- 2. models
 
 
@@ -335,23 +455,23 @@ class Fit:
     params: dict[str, Any]
 
 
-def fit(history: MemberHistory, *, unit: TimeUnit = TimeUnit.DAYS) -> Fit:
+def fit(history: MemberHistory | ModelInputs, *, unit: TimeUnit = TimeUnit.DAYS) -> Fit:
     """BG/NBD on the buyers' compressed (x, t_x, T); Gamma-Gamma on the repeat buyers.
 
     Scores use days (the default); ``unit`` only rescales time (and so alpha) for people
     who read parameters in weeks.
     """
-    b = history.bought
-    x = history.frequency[b]
-    t_x = history.t_x_days[b] / unit.days
-    age = history.age_days[b] / unit.days
-    params: dict[str, Any] = {"unit": unit.value, "customers": int(b.sum()),
+    inputs = history.model_inputs() if isinstance(history, MemberHistory) else history
+    x = inputs.frequency
+    t_x = inputs.t_x_days / unit.days
+    age = inputs.age_days / unit.days
+    params: dict[str, Any] = {"unit": unit.value, "customers": len(inputs),
                               "repeat_buyers": int((x > 0).sum())}
     try:
         rows = compress(x, t_x, age)
         params["rows"] = len(rows)
         bg = bgnbd.fit(rows)
-        gg = gamma_gamma.fit(x, history.repeat_monetary[b])
+        gg = gamma_gamma.fit(x, inputs.repeat_monetary)
     except ValidationFailed as exc:
         params["error"] = exc.message
         return Fit(model=None, params=params)
@@ -463,26 +583,62 @@ def _text_col(values: NDArray[np.object_]) -> pa.Array:
     return pa.array(values, type=pa.string())
 
 
-def _predict(model: clv.CLVModel, h: MemberHistory, b: NDArray[np.bool_], config: ScoreConfig,
-             p_alive: FloatArray, expected: dict[int, FloatArray], spend: FloatArray,
-             value: FloatArray) -> None:
-    """Fill the model columns of the buyers ``b`` in place. A degenerate fit (too few
-    buyers) can make the series undefined: those values stay NaN and are stored as NULL."""
-    xb, txb, ageb = h.frequency[b], h.t_x_days[b], h.age_days[b]
+@dataclass(frozen=True)
+class Predictions:
+    """The model columns of ``ModelInputs``' buyers, parallel to them. A degenerate fit
+    (too few buyers) can make the series undefined: those values are NaN (stored as
+    NULL)."""
+
+    p_alive: FloatArray
+    expected: dict[int, FloatArray]  # purchases in the next 30/90/365 days
+    spend: FloatArray  # Gamma-Gamma's expected value of a purchase
+    clv: FloatArray
+
+
+#: Buyers per thread of ``predict``; fewer than two parts' worth run on this thread.
+PREDICT_PART = 200_000
+
+
+def predict(model: clv.CLVModel, inputs: ModelInputs,
+            config: ScoreConfig = ScoreConfig()) -> Predictions:
+    """P(alive), expected purchases, expected spend and CLV of every buyer of ``inputs``.
+
+    The special functions (₂F₁ above all) are most of a night's scoring CPU and release
+    the GIL, so a large base is cut into parts scored on one thread per core.
+    """
+    n = len(inputs)
+    parts = max(1, min(os.cpu_count() or 1, n // PREDICT_PART))
+    if parts == 1:
+        return _predict_part(model, inputs, config)
+    edges = [n * i // parts for i in range(parts + 1)]
+    with ThreadPoolExecutor(max_workers=parts) as pool:
+        done = list(pool.map(lambda i: _predict_part(model, inputs.part(edges[i], edges[i + 1]),
+                                                     config), range(parts)))
+    return Predictions(p_alive=np.concatenate([d.p_alive for d in done]),
+                       expected={t: np.concatenate([d.expected[t] for d in done])
+                                 for t in HORIZONS},
+                       spend=np.concatenate([d.spend for d in done]),
+                       clv=np.concatenate([d.clv for d in done]))
+
+
+def _predict_part(model: clv.CLVModel, inputs: ModelInputs,
+                  config: ScoreConfig) -> Predictions:
+    x, t_x, age = inputs.frequency, inputs.t_x_days, inputs.age_days
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        p_alive[b] = bgnbd.p_alive(model.bgnbd, xb, txb, ageb)
+        p_alive = bgnbd.p_alive(model.bgnbd, x, t_x, age)
         horizons = np.array(HORIZONS, dtype=np.float64).reshape(-1, 1)
-        cond = bgnbd.conditional_expected_purchases(model.bgnbd, horizons, xb, txb, ageb)
-        for i, t in enumerate(HORIZONS):
-            expected[t][b] = cond[i]
-        mb_repeat = h.repeat_monetary[b]
-        spend[b] = gamma_gamma.conditional_expected_spend(model.gamma_gamma, xb, mb_repeat)
-        value[b] = clv.customer_lifetime_value(
-            model, frequency=xb, recency=txb, age=ageb, monetary=mb_repeat,
+        cond = bgnbd.conditional_expected_purchases(model.bgnbd, horizons, x, t_x, age)
+        spend = gamma_gamma.conditional_expected_spend(model.gamma_gamma, x,
+                                                       inputs.repeat_monetary)
+        value = clv.customer_lifetime_value(
+            model, frequency=x, recency=t_x, age=age, monetary=inputs.repeat_monetary,
             months=config.clv_months, margin=config.margin,
             monthly_discount_rate=config.monthly_discount)
-    for column in (p_alive, spend, value, *expected.values()):
+    out = Predictions(p_alive=p_alive, expected={t: cond[i] for i, t in enumerate(HORIZONS)},
+                      spend=np.asarray(spend, dtype=np.float64), clv=value)
+    for column in (out.p_alive, out.spend, out.clv, *out.expected.values()):
         column[~np.isfinite(column)] = np.nan
+    return out
 
 
 def score(history: MemberHistory, fitted: Fit, config: ScoreConfig = ScoreConfig()) -> pa.Table:
@@ -517,7 +673,10 @@ def score(history: MemberHistory, fitted: Fit, config: ScoreConfig = ScoreConfig
     if model is not None and model.unit is not TimeUnit.DAYS:
         raise ValidationFailed("scores need the models fitted in days", "unit")
     if model is not None and b.any():
-        _predict(model, h, b, config, p_alive, expected, spend, value)
+        predicted = predict(model, h.model_inputs(), config)
+        p_alive[b], spend[b], value[b] = predicted.p_alive, predicted.spend, predicted.clv
+        for t in HORIZONS:
+            expected[t][b] = predicted.expected[t]
 
     stage = lifecycle.stages(bought=b, tenure_days=tenure, recency_days=recency,
                              joined_days=joined_days, net_90=h.net_90,

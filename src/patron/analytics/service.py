@@ -258,9 +258,10 @@ def fit_database(db: Database, clock: Clock, *, timezone: str, as_of: date | Non
     """Fit the models on the database's sales through ``as_of`` without writing anything
     (``patron analytics fit`` without ``--data``)."""
     day = as_of or source.default_as_of(clock.now(), timezone)
-    with source.open_source(db, as_of=day, timezone=timezone) as src:
-        history = scores.member_history(src)
-    return day, scores.fit(history, unit=unit)
+    with source.open_source(db, as_of=day, timezone=timezone,
+                            tables=["sales", "members"]) as src:
+        inputs = scores.model_inputs(src)
+    return day, scores.fit(inputs, unit=unit)
 
 
 # ---------------------------------------------------------------- writing

@@ -34,9 +34,15 @@ when it belongs to another database, when its format is older, and when asked
 cutoff (a backfill) does not touch it and loads the history as before.
 
 Consistency: the sync reads the database in one snapshot, and the small tables are loaded
-in another (on SQLite by the load's child process, at the same time). Everything is cut at the same cutoff, which is in the past, so
-the two agree except for a member merged in between: the survivor gets the duplicate's
-sales the next night (a full load read both in one snapshot).
+in another (on SQLite by the load's child process, at the same time). Everything is cut
+at the same cutoff, which is in the past, so the two agree except for a member merged in
+between: the survivor gets the duplicate's sales the next night (a full load read both
+in one snapshot).
+
+Beside the two tables the file keeps each member's purchase totals
+(``scores.purchase_totals_expr``: purchases, first and last purchase, first and total
+net), which do not depend on the day scored; a sync recomputes them for the members whose
+sales it rebuilt or moved, and the scores read them instead of summing the whole history.
 
 One process at a time: the sync and the refresh that reads the file hold an exclusive lock
 on ``<file>.lock``; a second refresh meanwhile loads the history the old way rather than
@@ -74,9 +80,11 @@ from patron.analytics.canonical import (
 )
 
 #: The format of the file; another number and the file is rebuilt.
-VERSION = 1
+VERSION = 2
 #: The canonical tables the warehouse keeps and ``open_source`` reads from it.
 KEPT: tuple[str, ...] = ("sales", "lines")
+#: The per-member purchase totals it keeps beside them (``scores.purchase_totals_expr``).
+TOTALS = "member_purchases"
 #: What the file holds: the kept tables and the small ones a sync compares with the database.
 BUILT: tuple[str, ...] = ("stores", "products", *KEPT)
 #: How much earlier than the last sync's newest ``recorded_at`` the next sync looks: a
@@ -255,6 +263,10 @@ def _full(engine: Engine, path: Path, database: str, cutoff: datetime, reason: s
                                         memory_limit)
         duck = duckdb.connect(str(fresh))
         try:
+            configure(duck, workdir=workdir, memory_limit=memory_limit)
+            began_totals = time.perf_counter()
+            duck.execute(f"CREATE TABLE {TOTALS} AS {_totals_sql('sales')}")
+            timings[TOTALS] = time.perf_counter() - began_totals
             _write_meta(duck, Meta(version=VERSION, database=database, cutoff=cutoff,
                                    built_cutoff=cutoff, recorded_mark=mark, merges=merges,
                                    categories=categories))
@@ -330,11 +342,13 @@ def _incremental(engine: Engine, path: Path, meta: Meta, cutoff: datetime,
                 _stage(duck, name, rows[name])
             duck.execute("BEGIN TRANSACTION")
             _replace_small(duck)
+            duck.execute("CREATE OR REPLACE TEMP TABLE touched (member_id UUID)")
             _replace_sales(duck, changed, cutoff)
             if categories_digest != meta.categories:
                 _apply_categories(duck)
             if merges:
                 _apply_merges(duck, merges)
+            _update_totals(duck)
             mark("apply")
             kept = _warehouse_counts(duck)
             if kept != database_counts:
@@ -523,6 +537,9 @@ def _replace_sales(duck: duckdb.DuckDBPyConnection, changed: list[Any],
     duck.execute("CREATE OR REPLACE TEMP TABLE changed AS "
                  "SELECT CAST(sale_id AS UUID) AS sale_id FROM arrow_changed")
     duck.unregister("arrow_changed")
+    touched = ("INSERT INTO touched SELECT member_id FROM sales "
+               "WHERE sale_id IN (SELECT sale_id FROM changed) AND member_id IS NOT NULL")
+    duck.execute(touched)  # their members before ...
     duck.execute("DELETE FROM lines WHERE sale_id IN (SELECT sale_id FROM changed)")
     duck.execute("DELETE FROM sales WHERE sale_id IN (SELECT sale_id FROM changed)")
     zones = [z for (z,) in duck.execute("SELECT DISTINCT timezone FROM stores "
@@ -533,6 +550,7 @@ def _replace_sales(duck: duckdb.DuckDBPyConnection, changed: list[Any],
         cutoff=literal, occurred_on=occurred_on))
     duck.execute("INSERT INTO lines " + CANONICAL_SQL["lines"][2].format(
         cutoff=literal, occurred_on=occurred_on))
+    duck.execute(touched)  # ... and after
 
 
 def _apply_categories(duck: duckdb.DuckDBPyConnection) -> None:
@@ -550,9 +568,36 @@ def _apply_merges(duck: duckdb.DuckDBPyConnection, merges: list[tuple[str, str]]
     duck.execute("CREATE OR REPLACE TEMP TABLE merges AS SELECT CAST(merged AS UUID) AS "
                  "merged, CAST(survivor AS UUID) AS survivor FROM arrow_merges")
     duck.unregister("arrow_merges")
+    duck.execute("INSERT INTO touched SELECT merged FROM merges UNION ALL "
+                 "SELECT survivor FROM merges")
     for name in KEPT:
         duck.execute(f"UPDATE {name} SET member_id = m.survivor FROM merges m "  # noqa: S608 - our names
                      f"WHERE {name}.member_id = m.merged")
+
+
+def _totals_sql(sales: str) -> str:
+    """The purchase totals of the canonical sales in the table or view ``sales``: the Ibis
+    expression the scores use without a warehouse, compiled for DuckDB."""
+    import ibis
+
+    from patron.analytics.scores import purchase_totals_expr
+
+    table = ibis.table({"member_id": "uuid", "occurred_on": "date",
+                        "occurred_at": "timestamp('UTC')", "net_minor": "int64"}, name=sales)
+    return str(ibis.to_sql(purchase_totals_expr(table), dialect="duckdb"))
+
+
+def _update_totals(duck: duckdb.DuckDBPyConnection) -> None:
+    """Recompute the purchase totals of the members whose sales changed (``touched``:
+    the members of the rebuilt sales before and after, and both sides of every merge
+    replayed); the totals of everyone else cannot have changed."""
+    duck.execute("CREATE OR REPLACE TEMP TABLE touched_ids AS "
+                 "SELECT DISTINCT member_id FROM touched")
+    duck.execute(f"DELETE FROM {TOTALS} WHERE member_id IN "  # noqa: S608 - our names
+                 "(SELECT member_id FROM touched_ids)")
+    duck.execute("CREATE OR REPLACE TEMP VIEW touched_sales AS SELECT * FROM sales "
+                 "WHERE member_id IN (SELECT member_id FROM touched_ids)")
+    duck.execute(f"INSERT INTO {TOTALS} BY NAME {_totals_sql('touched_sales')}")
 
 
 def _write_meta(duck: duckdb.DuckDBPyConnection, meta: Meta) -> None:
