@@ -176,3 +176,74 @@ def test_polishing_from_an_unrepresentative_sample_still_finds_the_optimum(
     polished = fitting.polish(bgnbd._objective(rows), rough, found.x, bounds=bgnbd.LOG_BOUNDS)
     full = bgnbd.fit(data, sample_rows=0)
     assert np.exp(polished.x) == pytest.approx([full.r, full.alpha, full.a, full.b], rel=1e-6)
+
+
+def _textbook_terms(theta: tuple[float, float, float, float], data: CompressedRFM
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row ln L and gradient written as in the module docstring (logaddexp, expit)."""
+    from scipy.special import betaln, digamma, expit, gammaln
+
+    r, alpha, a, b = theta
+    x, t_x, big_t = data.frequency.astype(float), data.recency, data.age
+    pos = x > 0
+    b_x1 = np.where(pos, b + x - 1.0, 1.0)
+    d = np.where(pos, np.log(a) - np.log(b_x1) + (r + x) * (np.log(alpha + big_t)
+                                                           - np.log(alpha + t_x)), -np.inf)
+    ll = (gammaln(r + x) - gammaln(r) + betaln(a, b + x) - betaln(a, b) + r * np.log(alpha)
+          - (r + x) * np.log(alpha + big_t) + np.logaddexp(0.0, d))
+    s = expit(d)
+    dab = digamma(a + b) - digamma(a + b + x)
+    gap = np.log(alpha + big_t) - np.log(alpha + t_x)
+    g = np.stack([digamma(r + x) - digamma(r) + np.log(alpha) - np.log(alpha + big_t) + s * gap,
+                  r / alpha - (r + x) / (alpha + big_t)
+                  + s * (r + x) * (1.0 / (alpha + big_t) - 1.0 / (alpha + t_x)),
+                  dab + s / a,
+                  dab + digamma(b + x) - digamma(b) - np.where(pos, s / b_x1, 0.0)])
+    return ll, g
+
+
+@pytest.mark.parametrize("theta", [(0.243, 4.414, 0.793, 2.426), (2.0, 30.0, 0.3, 5.0),
+                                   (0.05, 0.5, 6.0, 0.2)])
+def test_likelihood_terms_match_the_textbook_form(cdnow_summary: RFMSummary,
+                                                  many_distinct_rows: CompressedRFM,
+                                                  theta: tuple[float, float, float, float]
+                                                  ) -> None:
+    """The softplus and sigmoid share one exp and x-only terms are per distinct x; the
+    values are those of the formula as written."""
+    for data in (cdnow_summary.compress(), many_distinct_rows):
+        ll, g = bgnbd._loglik_terms(theta, bgnbd._Rows.of(data), grad=True)
+        assert g is not None
+        ref_ll, ref_g = _textbook_terms(theta, data)
+        assert ll == pytest.approx(ref_ll, rel=1e-13, abs=1e-12)
+        assert np.allclose(g, ref_g, rtol=1e-9, atol=1e-12 * float(np.abs(ref_g).max()))
+
+
+def test_a_known_p_alive_can_be_passed_in() -> None:
+    x, t_x, age = np.array([0, 2, 9]), np.array([0.0, 20.0, 30.0]), np.array([35.0, 38.0, 39.0])
+    t = np.array([[4.0], [52.0]])
+    alive = bgnbd.p_alive(PUBLISHED, x, t_x, age)
+    assert (bgnbd.conditional_expected_purchases(PUBLISHED, t, x, t_x, age, alive=alive)
+            == bgnbd.conditional_expected_purchases(PUBLISHED, t, x, t_x, age)).all()
+
+
+def test_polish_is_not_handed_to_lbfgsb_by_rounding_noise() -> None:
+    """At the optimum an objective summed over a million rows moves by rounding only; a
+    Newton step that shrinks the gradient while the value rises by a few ulps is progress,
+    not a failure that hands the polish to L-BFGS-B."""
+    hessian = np.array([[2.0, 0.3, 0.0], [0.3, 1.0, 0.1], [0.0, 0.1, 0.5]])
+    target = np.array([0.2, -0.4, 0.7])
+
+    def noisy(u: np.ndarray) -> tuple[float, np.ndarray]:
+        e = u - target
+        value = 9.0 + 0.5 * float(e @ hessian @ e)
+        wobble = 3e-15 * value * ((hash(u.tobytes()) % 1000) / 1000.0)
+        return value + wobble, hessian @ e
+
+    def rough(u: np.ndarray) -> tuple[float, np.ndarray]:  # a sample's curvature, 3 % off
+        e = u - target
+        return 9.0 + 0.5 * float(e @ (1.03 * hessian) @ e), 1.03 * hessian @ e
+
+    found = fitting.polish(noisy, rough, target + 0.05, bounds=bgnbd.LOG_BOUNDS)
+    assert found.message.startswith("Newton steps")
+    assert float(np.max(np.abs(found.jac))) <= fitting.GTOL
+    assert found.nfev <= 12

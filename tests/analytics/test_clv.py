@@ -81,3 +81,9 @@ def test_bad_clv_settings_name_the_setting(kwargs: dict[str, float], field: str)
     with pytest.raises(ValidationFailed) as err:
         clv.customer_lifetime_value(MODEL, **HISTORY, **kwargs)  # type: ignore[arg-type]
     assert err.value.field == field
+
+
+def test_a_known_p_alive_gives_the_same_clv() -> None:
+    alive = bgnbd.p_alive(MODEL.bgnbd, HISTORY["frequency"], HISTORY["recency"], HISTORY["age"])
+    assert (clv.customer_lifetime_value(MODEL, **HISTORY, months=12, alive=alive)
+            == clv.customer_lifetime_value(MODEL, **HISTORY, months=12)).all()

@@ -74,3 +74,19 @@ def test_starting_on_a_sample_reaches_the_full_data_optimum() -> None:
     ordered = np.lexsort((monetary, x))[fitting.sample(x.shape[0]) or slice(None)]
     alone = gamma_gamma.fit(x[ordered], monetary[ordered], sample_rows=0)
     assert alone.v != pytest.approx(full.v, rel=1e-4)  # the polish is what makes it exact
+
+
+def test_the_start_sample_is_stratified_by_x_then_spend() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.integers(1, 40, 30_000)
+    monetary = simulate_spend(GammaGammaParams(1.5, 6.0, 20.0, 0.0, 0), x, rng)
+    rows = gamma_gamma._Rows.of(x, monetary, None)
+    order = gamma_gamma._stratified_order(rows)
+    assert sorted(order.tolist()) == list(range(rows.x.shape[0]))
+    ranked_x = rows.x[order]
+    assert (np.diff(ranked_x) >= 0).all()
+    width = float(np.ptp(rows.ln_m)) / 256  # a bin of ln m
+    for value in (1.0, 7.0, 39.0):  # within an x, spend rises bin by bin
+        ln_m = rows.ln_m[order][ranked_x == value]
+        assert (np.diff(ln_m) >= -width * (1 + 1e-9)).all()
+        assert ln_m[-1] - ln_m[0] > 100 * width

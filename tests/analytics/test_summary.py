@@ -17,6 +17,7 @@ from patron.analytics.models.summary import (
     Transactions,
     collapse_same_day,
     compress,
+    group_rows,
     read_transactions_csv,
     summarise,
 )
@@ -193,6 +194,49 @@ def test_compression_needs_no_int64_room_for_wide_ranges() -> None:
     c = compress(x, t_x, big_t)
     assert c.n_customers == n
     assert len(c) == len(set(zip(x.tolist(), t_x.tolist(), big_t.tolist(), strict=True)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.lists(st.tuples(st.integers(0, 4), st.sampled_from([0.0, -0.0, 0.5, 1.5, 2.0,
+                                                                   np.nan]),
+                               st.integers(0, 3)), min_size=1, max_size=80),
+       nans=st.booleans())
+def test_group_rows_groups_exactly_in_lexicographic_order_keeping_the_first_row(
+        data: list[tuple[int, float, int]], nans: bool) -> None:
+    """Against a dict: every group once, first rows first, groups sorted, NaN a value."""
+    a = np.array([d[0] for d in data])
+    b = np.array([d[1] if nans or not np.isnan(d[1]) else 1.0 for d in data])
+    c = np.array([float(d[2]) for d in data])
+    first, inverse = group_rows(a, b, c)
+    seen: dict[tuple[int, float, float], int] = {}
+    b_key = np.nan_to_num(b, nan=np.inf) + 0.0  # NaN sorts last; −0.0 is 0.0
+    for i, key in enumerate(zip(a.tolist(), b_key.tolist(), c.tolist(), strict=True)):
+        seen.setdefault(key, i)
+    assert sorted(first.tolist()) == sorted(seen.values())
+    assert list(first) == [seen[k] for k in sorted(seen)]  # (a, b, c) order, NaN last
+    for i, g in enumerate(inverse):  # each row points at a group with its values
+        j = first[g]
+        assert a[i] == a[j] and c[i] == c[j]
+        assert b[i] == b[j] or (np.isnan(b[i]) and np.isnan(b[j]))
+
+
+def test_compression_of_customers_timed_to_the_second_keeps_them_apart() -> None:
+    """Nearly all distinct: rows come back sorted by (x, age, recency), the few shared
+    (x, age) pairs split by recency and the truly identical customers merged."""
+    rng = np.random.default_rng(9)
+    n = 50_000
+    age = np.round(rng.uniform(0.0, 730.0, n) * 86_400) / 86_400
+    x = rng.geometric(0.3, n) - 1
+    recency = np.where(x > 0, np.round(age * rng.random(n) * 86_400) / 86_400, 0.0)
+    age[:200], x[:200] = age[200:400], x[200:400]  # shared (x, age), other recency
+    recency = np.where(x > 0, np.minimum(recency, age), 0.0)
+    age[400:450], x[400:450], recency[400:450] = age[0], x[0], recency[0]  # identical
+    c = compress(x, recency, age)
+    assert c.n_customers == n
+    assert len(c) == len(set(zip(x.tolist(), recency.tolist(), age.tolist(), strict=True)))
+    assert c.weight.max() >= 51
+    keys = list(zip(c.frequency.tolist(), c.age.tolist(), c.recency.tolist(), strict=True))
+    assert keys == sorted(keys)
 
 
 def test_compressed_rows_reject_recency_outside_zero_to_age() -> None:

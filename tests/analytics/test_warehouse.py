@@ -25,11 +25,14 @@ T = Base.metadata.tables
 D1 = date(2026, 11, 20)
 
 
-KEYS = {"sales": "sale_id", "lines": "line_id", warehouse.TOTALS: "member_id"}
+KEYS = {"sales": ("sale_id",), "lines": ("line_id",), warehouse.TOTALS: ("member_id",),
+        warehouse.GAPS: ("member_id", "category_id", "occurred_on"),
+        warehouse.PAIRS: ("member_id", "category_id")}
 
 
 def _rows(table: Any, name: str) -> list[dict[str, Any]]:
-    return sorted(table.to_pyarrow().to_pylist(), key=lambda r: str(r[KEYS[name]]))
+    return sorted(table.to_pyarrow().to_pylist(),
+                  key=lambda r: tuple(str(r[k]) for k in KEYS[name]))
 
 
 def night(db: Database, as_of: date, kept: Path) -> tuple[Any, dict[str, list[Any]]]:
@@ -40,14 +43,17 @@ def night(db: Database, as_of: date, kept: Path) -> tuple[Any, dict[str, list[An
     full load's sales."""
     with source.open_source(db, as_of=as_of, timezone=TZ, tables=["lines"],
                             warehouse=kept) as src:
-        names = [*warehouse.KEPT, warehouse.TOTALS] if src.warehouse else warehouse.KEPT
+        names = [*warehouse.KEPT, *warehouse.DERIVED] if src.warehouse else warehouse.KEPT
         got = {name: _rows(src.table(name), name) for name in names}
         synced = src.warehouse
     with source.open_source(db, as_of=as_of, timezone=TZ, tables=["lines"]) as src:
         want = {name: _rows(src.table(name), name) for name in warehouse.KEPT}
         if synced is not None:
+            gaps = scores.category_gaps_expr(src.lines)
             want[warehouse.TOTALS] = _rows(scores.purchase_totals_expr(src.sales),
                                            warehouse.TOTALS)
+            want[warehouse.GAPS] = _rows(gaps, warehouse.GAPS)
+            want[warehouse.PAIRS] = _rows(scores.pair_cycles_expr(gaps), warehouse.PAIRS)
     assert got == want
     return synced, got
 
@@ -83,10 +89,14 @@ def test_each_night_holds_what_a_full_load_holds(db: Database, tmp_path: Path) -
         h.sale(b, ny, at("2026-11-19", 3), [(tea, 2, 3000)], discounts=[("coupon", 300)])
         h.sale(None, shop, at("2026-11-20", 2), total=1200)
         h.sale(c, shop, at("2026-11-20", 23), total=800)  # the 21st in Shanghai: not yet
+        d = h.member(shop, at("2025-01-01"))  # a tea drinker no later night touches
+        for day in ("2026-10-05", "2026-10-20"):
+            h.sale(d, shop, at(day), [(tea, 1, 3000)])
 
     synced, first = night(db, D1, kept)
     assert (synced.mode, synced.reason) == ("full", "no warehouse yet")
-    assert len(first["sales"]) == 3
+    assert len(first["sales"]) == 5
+    assert [r["member_id"] for r in first[warehouse.GAPS]] == [str(d)]
 
     with db.engine.begin() as conn:
         h.conn = conn
@@ -105,13 +115,15 @@ def test_each_night_holds_what_a_full_load_holds(db: Database, tmp_path: Path) -
     synced, second = night(db, d2, kept)
     assert (synced.mode, synced.reason) == ("incremental", "")
     assert synced.changed_sales == 4  # new, late, refunded, yesterday's evening sale
-    assert {r["member_id"] for r in second["sales"]} == {str(a), str(c), None}
+    assert {r["member_id"] for r in second["sales"]} == {str(a), str(c), str(d), None}
+    assert {r["category_id"] for r in second[warehouse.GAPS]
+            if r["member_id"] == str(d)} == {str(h.category_of("herbal"))}
     assert night(db, d2, kept)[0].mode == "incremental"  # the same day again: no change
 
     # a backfill of an earlier day leaves the warehouse alone and loads the usual way
     synced, earlier = night(db, D1, kept)
     assert synced is None
-    assert len(earlier["sales"]) == 4  # the late sale of the 2nd is in it now
+    assert len(earlier["sales"]) == 6  # the late sale of the 2nd is in it now
     assert warehouse.read_meta(kept).cutoff == source.cutoff_for(d2, TZ)  # type: ignore[union-attr]
 
     # a sale no rule foresaw (recorded long before the last sync): the check rebuilds
@@ -279,9 +291,9 @@ def test_any_sequence_of_nights_matches_full_loads(template: Path, tmp_path: Pat
 
 def test_scores_read_from_the_warehouse_equal_a_full_load(db: Database,
                                                           tmp_path: Path) -> None:
-    """``member_history`` and ``model_inputs`` take the kept purchase totals and sum only
-    the last year's windows; they must give what the whole history gives, after a night
-    that added, refunded and merged."""
+    """``member_history``, ``model_inputs`` and ``category_cycles`` take the kept purchase
+    totals and category gaps (and sum only the last year's windows); they must give what
+    the whole history gives, after a night that added, refunded and merged."""
     from tests.analytics.test_scores import _assert_same_history
 
     kept = tmp_path / "history.duckdb"
@@ -306,10 +318,13 @@ def test_scores_read_from_the_warehouse_equal_a_full_load(db: Database,
     with source.open_source(db, as_of=d2, timezone=TZ, warehouse=kept) as src:
         assert warehouse.TOTALS in src.loaded
         got, got_inputs = scores.member_history(src), scores.model_inputs(src)
+        got_cycles = scores.category_cycles(src)
     with source.open_source(db, as_of=d2, timezone=TZ) as src:
         assert warehouse.TOTALS not in src.loaded
         want, want_inputs = scores.member_history(src), scores.model_inputs(src)
+        want_cycles = scores.category_cycles(src)
     _assert_same_history(got, want)
+    assert got_cycles.equals(want_cycles) and want_cycles.num_rows == 2
     assert got_inputs.member_id.equals(want_inputs.member_id)
     for name in ("frequency", "t_x_days", "age_days", "repeat_monetary"):
         assert (getattr(got_inputs, name) == getattr(want_inputs, name)).all(), name

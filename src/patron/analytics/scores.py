@@ -155,12 +155,18 @@ def purchase_totals_expr(sales: Any) -> Any:
         first_net=d.net.argmin(d.at), total_net=_bigint(d.net.sum()))
 
 
-def category_cycles_expr(src: Source) -> Any:
-    """Ibis expression: per member and category with >= 2 purchase days, the shrunk cycle."""
+#: The names of the tables of ``category_gaps_expr`` and ``pair_cycles_expr`` when a
+#: source has them (the warehouse keeps both between nights).
+CATEGORY_GAPS = "member_category_gaps"
+PAIR_CYCLES = "member_category_own"
+
+
+def category_gaps_expr(lines: Any) -> Any:
+    """Ibis expression: every gap in days between consecutive purchase days of a member in
+    a category (with the later day), from the canonical ``lines``."""
     import ibis
 
-    ln = src.lines
-    ln = ln.filter(ln.member_id.notnull() & (ln.quantity > 0))
+    ln = lines.filter(lines.member_id.notnull() & (lines.quantity > 0))
     # The gaps between a pair's consecutive purchase days, without a DISTINCT first: over
     # the lines sorted by day, a line whose predecessor is on an earlier day starts a new
     # day and its gap is that of the distinct days; later lines of the same day have gap 0
@@ -170,10 +176,27 @@ def category_cycles_expr(src: Source) -> Any:
     w = ibis.window(group_by=["member_id", "category_id"], order_by="occurred_on")
     ln = ln.mutate(prev_on=ln.occurred_on.lag().over(w))
     ln = ln.mutate(gap=ln.occurred_on.delta(ln.prev_on, unit="day"))
-    gaps = ln.filter(ln.gap > 0)
-    own = gaps.group_by(["member_id", "category_id"]).aggregate(
+    return ln.filter(ln.gap > 0).select("member_id", "category_id", "occurred_on", "gap")
+
+
+def pair_cycles_expr(gaps: Any) -> Any:
+    """Ibis expression: per member and category with a gap, the member's own figures."""
+    return gaps.group_by(["member_id", "category_id"]).aggregate(
         intervals=gaps.count(), own_median_days=gaps.gap.median(),
         last_purchase_on=gaps.occurred_on.max())
+
+
+def category_cycles_expr(src: Source) -> Any:
+    """Ibis expression: per member and category with >= 2 purchase days, the shrunk cycle.
+
+    The gaps and each pair's own figures depend only on that member's lines, so the
+    warehouse keeps them and updates only the members whose sales changed; then only the
+    pooled medians and the shrinking are computed here."""
+    if CATEGORY_GAPS in src.loaded and PAIR_CYCLES in src.loaded:
+        gaps, own = src.table(CATEGORY_GAPS), src.table(PAIR_CYCLES)
+    else:
+        gaps = category_gaps_expr(src.lines)
+        own = pair_cycles_expr(gaps)
     pooled = gaps.group_by("category_id").aggregate(category_median_days=gaps.gap.median())
     cycles = own.join(pooled, "category_id")
     n = cycles.intervals.cast("float64")
@@ -627,13 +650,14 @@ def _predict_part(model: clv.CLVModel, inputs: ModelInputs,
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         p_alive = bgnbd.p_alive(model.bgnbd, x, t_x, age)
         horizons = np.array(HORIZONS, dtype=np.float64).reshape(-1, 1)
-        cond = bgnbd.conditional_expected_purchases(model.bgnbd, horizons, x, t_x, age)
+        cond = bgnbd.conditional_expected_purchases(model.bgnbd, horizons, x, t_x, age,
+                                                    alive=p_alive)
         spend = gamma_gamma.conditional_expected_spend(model.gamma_gamma, x,
                                                        inputs.repeat_monetary)
         value = clv.customer_lifetime_value(
             model, frequency=x, recency=t_x, age=age, monetary=inputs.repeat_monetary,
             months=config.clv_months, margin=config.margin,
-            monthly_discount_rate=config.monthly_discount)
+            monthly_discount_rate=config.monthly_discount, alive=p_alive)
     out = Predictions(p_alive=p_alive, expected={t: cond[i] for i, t in enumerate(HORIZONS)},
                       spend=np.asarray(spend, dtype=np.float64), clv=value)
     for column in (out.p_alive, out.spend, out.clv, *out.expected.values()):

@@ -306,7 +306,7 @@ def open_source(database: Database | Engine | str, *, as_of: date, timezone: str
             con = ibis.duckdb.connect(str(path))
             duck: duckdb.DuckDBPyConnection = con.con
             configure(duck, workdir=workdir.name, memory_limit=memory_limit)
-            kept = [*from_file, kept_history.TOTALS] if synced is not None else []
+            kept = [*from_file, *kept_history.DERIVED] if synced is not None else []
             src = Source(con=con, as_of=as_of, cutoff=cutoff, timezone=timezone,
                          backend=engine.dialect.name,
                          loaded=(*canonical, *kept[len(from_file):]), warehouse=synced)

@@ -39,10 +39,13 @@ at the same cutoff, which is in the past, so the two agree except for a member m
 between: the survivor gets the duplicate's sales the next night (a full load read both
 in one snapshot).
 
-Beside the two tables the file keeps each member's purchase totals
+Beside the two tables the file keeps what the scores derive from one member's history
+alone, none of it depending on the day scored (``DERIVED``): each member's purchase totals
 (``scores.purchase_totals_expr``: purchases, first and last purchase, first and total
-net), which do not depend on the day scored; a sync recomputes them for the members whose
-sales it rebuilt or moved, and the scores read them instead of summing the whole history.
+net), the gaps between their purchase days in each category and each such pair's own
+figures (``scores.category_gaps_expr``, ``scores.pair_cycles_expr``). A sync recomputes
+them for the members whose sales it rebuilt or moved (every member's gaps when a product
+changed category), and the scores read them instead of summing the whole history.
 
 One process at a time: the sync and the refresh that reads the file hold an exclusive lock
 on ``<file>.lock``; a second refresh meanwhile loads the history the old way rather than
@@ -57,7 +60,7 @@ import hashlib
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,6 +89,12 @@ VERSION = 2
 KEPT: tuple[str, ...] = ("sales", "lines")
 #: The per-member purchase totals it keeps beside them (``scores.purchase_totals_expr``).
 TOTALS = "member_purchases"
+#: ... the gaps between purchase days per member and category, and each pair's own
+#: figures (``scores.category_gaps_expr``, ``scores.pair_cycles_expr``).
+GAPS = "member_category_gaps"
+PAIRS = "member_category_own"
+#: The per-member tables derived from the kept ones, in the order they are built.
+DERIVED: tuple[str, ...] = (TOTALS, GAPS, PAIRS)
 #: What the file holds: the kept tables and the small ones a sync compares with the database.
 BUILT: tuple[str, ...] = ("stores", "products", *KEPT)
 #: How much earlier than the last sync's newest ``recorded_at`` the next sync looks: a
@@ -265,9 +274,10 @@ def _full(engine: Engine, path: Path, database: str, cutoff: datetime, reason: s
         duck = duckdb.connect(str(fresh))
         try:
             configure(duck, workdir=workdir, memory_limit=memory_limit)
-            began_totals = time.perf_counter()
-            duck.execute(f"CREATE TABLE {TOTALS} AS {_totals_sql('sales')}")
-            timings[TOTALS] = time.perf_counter() - began_totals
+            for name, (sql, over) in _derived_sql().items():
+                began_derived = time.perf_counter()
+                duck.execute(f"CREATE TABLE {name} AS {sql(over)}")
+                timings[name] = time.perf_counter() - began_derived
             _write_meta(duck, Meta(version=VERSION, database=database, cutoff=cutoff,
                                    built_cutoff=cutoff, recorded_mark=mark, merges=merges,
                                    categories=categories))
@@ -351,8 +361,8 @@ def _incremental(engine: Engine, path: Path, meta: Meta, cutoff: datetime,
             if merges:
                 _apply_merges(duck, merges)
             mark("apply")
-            _update_totals(duck)
-            mark("totals")
+            _update_derived(duck, every=categories_digest != meta.categories)
+            mark("derived")
             kept = _warehouse_counts(duck)
             if kept != database_counts:
                 duck.execute("ROLLBACK")
@@ -581,29 +591,46 @@ def _apply_merges(duck: duckdb.DuckDBPyConnection, merges: list[tuple[str, str]]
                      f"WHERE {name}.member_id = m.merged")
 
 
-def _totals_sql(sales: str) -> str:
-    """The purchase totals of the canonical sales in the table or view ``sales``: the Ibis
-    expression the scores use without a warehouse, compiled for DuckDB."""
+def _derived_sql() -> dict[str, tuple[Callable[[str], str], str]]:
+    """Per derived table: the SQL that builds it from a relation of its source's rows (a
+    function of that relation's name), and the source. The SQL is the Ibis expression
+    the scores use without a warehouse, compiled for DuckDB, so the two cannot differ."""
     import ibis
 
-    from patron.analytics.scores import purchase_totals_expr
+    from patron.analytics import scores
 
-    table = ibis.table({"member_id": "uuid", "occurred_on": "date",
-                        "occurred_at": "timestamp('UTC')", "net_minor": "int64"}, name=sales)
-    return str(ibis.to_sql(purchase_totals_expr(table), dialect="duckdb"))
+    def compiled(expr: Callable[[Any], Any], columns: dict[str, str]) -> Callable[[str], str]:
+        def sql(relation: str) -> str:
+            return str(ibis.to_sql(expr(ibis.table(columns, name=relation)), dialect="duckdb"))
+        return sql
+
+    ids = {"member_id": "uuid", "category_id": "uuid", "occurred_on": "date"}
+    return {
+        TOTALS: (compiled(scores.purchase_totals_expr, {
+            "member_id": "uuid", "occurred_on": "date", "occurred_at": "timestamp('UTC')",
+            "net_minor": "int64"}), "sales"),
+        GAPS: (compiled(scores.category_gaps_expr, {**ids, "quantity": "int64"}), "lines"),
+        PAIRS: (compiled(scores.pair_cycles_expr, {**ids, "gap": "int64"}), GAPS),
+    }
 
 
-def _update_totals(duck: duckdb.DuckDBPyConnection) -> None:
-    """Recompute the purchase totals of the members whose sales changed (``touched``:
-    the members of the rebuilt sales before and after, and both sides of every merge
-    replayed); the totals of everyone else cannot have changed."""
+def _update_derived(duck: duckdb.DuckDBPyConnection, *, every: bool) -> None:
+    """Recompute the derived tables' rows of the members whose sales changed
+    (``touched``: the members of the rebuilt sales before and after, and both sides of
+    every merge replayed); nobody else's can have changed. ``every``: products moved to
+    other categories, so every member's category gaps are recomputed."""
     duck.execute("CREATE OR REPLACE TEMP TABLE touched_ids AS "
                  "SELECT DISTINCT member_id FROM touched")
-    duck.execute(f"DELETE FROM {TOTALS} WHERE member_id IN "  # noqa: S608 - our names
-                 "(SELECT member_id FROM touched_ids)")
-    duck.execute("CREATE OR REPLACE TEMP VIEW touched_sales AS SELECT * FROM sales "
-                 "WHERE member_id IN (SELECT member_id FROM touched_ids)")
-    duck.execute(f"INSERT INTO {TOTALS} BY NAME {_totals_sql('touched_sales')}")
+    for name, (sql, over) in _derived_sql().items():
+        if every and name != TOTALS:
+            duck.execute(f"DELETE FROM {name}")  # noqa: S608 - our names
+            duck.execute(f"INSERT INTO {name} BY NAME {sql(over)}")
+            continue
+        duck.execute(f"DELETE FROM {name} WHERE member_id IN "  # noqa: S608 - our names
+                     "(SELECT member_id FROM touched_ids)")
+        duck.execute(f"CREATE OR REPLACE TEMP VIEW touched_{over} AS "  # noqa: S608 - our names
+                     f"SELECT * FROM {over} WHERE member_id IN (SELECT member_id FROM touched_ids)")
+        duck.execute(f"INSERT INTO {name} BY NAME {sql(f'touched_{over}')}")
 
 
 def _write_meta(duck: duckdb.DuckDBPyConnection, meta: Meta) -> None:

@@ -31,8 +31,11 @@ Conventions (those of Fader, Hardie & Lee's CDNOW papers):
 Compression: the BG/NBD likelihood depends on a customer only through (x, t_x, T), so
 customers sharing those values become one row with a weight. With day-resolution data and
 a year of history a million customers fold into about 180,000 rows, and a distributed engine
-can ship just those rows back (DESIGN.md, scale path). Grouping is done with NumPy sorts on
-integer keys, so it stays fast at millions of customers.
+can ship just those rows back (DESIGN.md, scale path). With times to the second nearly every
+customer is a row of their own (999,382 rows of 1,000,000), so grouping must cost little
+when it finds nothing: rows are sorted on age (one float sort), then radix-sorted on the
+frequency, and only rows tied on both are sorted on recency (``group_rows``); on a
+million customers that is 0.13 s where sorting each column for a packed key took 0.33 s.
 
 Amounts are floats in the unit of the input (dollars in CDNOW): the models estimate
 distributions of spend, they do not move money, so the integer-minor-unit rule of the
@@ -41,7 +44,6 @@ ledgers does not apply here.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -297,30 +299,65 @@ class CompressedRFM:
 def group_rows(*columns: NDArray[Any]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """Group identical rows of parallel columns: (index of each group's first row, inverse).
 
-    Each column is factorised on its own (a fast 1-d sort), then the codes are combined
-    into one int64 key when the product of the cardinalities fits, so the final grouping
-    is one more 1-d sort; otherwise it falls back to a row-wise unique.
+    Groups come in lexicographic order of the columns. The rows are sorted on the second
+    column (any order among ties), then stably on the first (a radix sort when it holds
+    small non-negative integers, as frequencies do), and only rows still tied on both
+    are sorted on the remaining columns. Ordered (frequency, age, recency), customers
+    timed to the second are nearly all told apart by the first two, so grouping costs
+    one float sort and a radix pass, where a lexsort sorts once per column.
     """
-    codes: list[NDArray[np.intp]] = []
-    sizes: list[int] = []
-    for col in columns:
-        uniq, inv = np.unique(col, return_inverse=True)
-        codes.append(inv.reshape(-1))
-        sizes.append(int(uniq.shape[0]))
-    if math.prod(sizes) < 2**62:
-        key = np.zeros(codes[0].shape[0], dtype=np.int64)
-        for code, size in zip(codes, sizes, strict=True):
-            key = key * size + code
-        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    else:
-        _, first, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_index=True,
-                                      return_inverse=True)
-    return first.astype(np.intp), inverse.reshape(-1).astype(np.intp)
+    n = int(columns[0].shape[0])
+    if n == 0:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    order = (np.argsort(columns[1]) if len(columns) > 1 else np.arange(n)).astype(np.intp)
+    order = order[np.argsort(_radix_key(columns[0][order]), kind="stable")]
+    ordered = [col[order] for col in columns]
+    if len(columns) > 2:
+        tied = _same_as_previous(ordered[0]) & _same_as_previous(ordered[1])
+        if tied.any():  # runs equal on the first two columns: sort them on the rest
+            member = np.zeros(n, dtype=bool)
+            member[1:] |= tied
+            member[:-1] |= tied
+            at = np.flatnonzero(member)
+            run = np.cumsum(np.concatenate([[True], ~tied]))[at]
+            within = np.lexsort([ordered[k][at] for k in range(len(columns) - 1, 1, -1)]
+                                + [run])
+            order[at] = order[at[within]]
+            ordered = [col[order] for col in columns]
+    new = np.ones(n, dtype=bool)
+    new[1:] = ~np.logical_and.reduce([_same_as_previous(col) for col in ordered])
+    starts = np.flatnonzero(new)
+    inverse = np.empty(n, dtype=np.intp)
+    inverse[order] = np.cumsum(new) - 1
+    first = np.minimum.reduceat(order, starts)  # the sorts need not keep the first first
+    return first.astype(np.intp), inverse
+
+
+def _radix_key(column: NDArray[Any]) -> NDArray[Any]:
+    """The column as uint16 when that keeps its values (NumPy radix-sorts those)."""
+    if (np.issubdtype(column.dtype, np.integer) and column.size
+            and int(column.min()) >= 0 and int(column.max()) < 1 << 16):
+        return column.astype(np.uint16)
+    return column
+
+
+def _same_as_previous(column: NDArray[Any]) -> NDArray[np.bool_]:
+    """Per position after the first, whether the value equals the one before (NaN too)."""
+    same = np.asarray(column[1:] == column[:-1])
+    if np.issubdtype(column.dtype, np.floating):
+        nan = np.isnan(column)
+        if nan.any():
+            same |= nan[1:] & nan[:-1]
+    return same
 
 
 def compress(frequency: ArrayLike, recency: ArrayLike, age: ArrayLike,
              weight: ArrayLike | None = None) -> CompressedRFM:
-    """Fold per-customer (x, t_x, T) into distinct weighted rows (weights add up)."""
+    """Fold per-customer (x, t_x, T) into distinct weighted rows (weights add up).
+
+    Rows come sorted by frequency, then age, then recency (``fitting.sample`` relies on
+    the order to draw a stratified sample).
+    """
     x = np.asarray(frequency, dtype=np.int64).reshape(-1)
     tx = np.asarray(recency, dtype=np.float64).reshape(-1)
     big_t = np.asarray(age, dtype=np.float64).reshape(-1)
@@ -331,7 +368,7 @@ def compress(frequency: ArrayLike, recency: ArrayLike, age: ArrayLike,
                                "frequency")
     if x.shape[0] == 0:
         return CompressedRFM(x, tx, big_t, w)
-    first, inverse = group_rows(x, tx, big_t)
+    first, inverse = group_rows(x, big_t, tx)
     weights = np.bincount(inverse, weights=w, minlength=first.shape[0]).astype(np.float64)
     return CompressedRFM(frequency=x[first], recency=tx[first], age=big_t[first],
                          weight=weights)
