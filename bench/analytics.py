@@ -310,6 +310,19 @@ def lifetimes_run(python: str, path: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- the refresh
 
 
+class Steps:
+    """Wall and CPU seconds of consecutive steps: call with a step's name as it ends."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, tuple[float, float]] = {}
+        self.wall, self.cpu = time.perf_counter(), cpu_seconds()
+
+    def __call__(self, name: str) -> None:
+        now, used = time.perf_counter(), cpu_seconds()
+        self.seconds[name] = (now - self.wall, used - self.cpu)
+        self.wall, self.cpu = now, used
+
+
 def as_the_worker_is() -> None:
     """Import what a running worker already holds before the clock starts (as the
     lifetimes script imports lifetimes, pandas and NumPy before its clock): every model
@@ -404,14 +417,7 @@ def scores_steps_child(path: str, kept: bool = False) -> dict[str, Any]:
 
     as_the_worker_is()
     db = Database.from_url(f"sqlite:///{path}")
-    steps: dict[str, tuple[float, float]] = {}
-    wall, cpu = time.perf_counter(), cpu_seconds()
-
-    def step(name: str) -> None:
-        nonlocal wall, cpu
-        now, used = time.perf_counter(), cpu_seconds()
-        steps[name] = (now - wall, used - cpu)
-        wall, cpu = now, used
+    step = Steps()
 
     with source.open_source(db, as_of=AS_OF, timezone=TIMEZONE,
                             warehouse=warehouse_of(path) if kept else None) as src:
@@ -435,7 +441,7 @@ def scores_steps_child(path: str, kept: bool = False) -> dict[str, Any]:
                     service._with_as_of(cycles, AS_OF, service.CYCLE_COLUMNS))
     step("write: insert category cycles")
     db.dispose()
-    return {"steps": steps, "members": table.num_rows, "cycles": cycles.num_rows,
+    return {"steps": step.seconds, "members": table.num_rows, "cycles": cycles.num_rows,
             "rows": fitted.params.get("rows", 0)}
 
 
@@ -453,14 +459,7 @@ def same_job_child(path: str, kept: bool = False) -> dict[str, Any]:
 
     as_the_worker_is()
     db = Database.from_url(f"sqlite:///{path}")
-    steps: dict[str, tuple[float, float]] = {}
-    wall, cpu = time.perf_counter(), cpu_seconds()
-
-    def step(name: str) -> None:
-        nonlocal wall, cpu
-        now, used = time.perf_counter(), cpu_seconds()
-        steps[name] = (now - wall, used - cpu)
-        wall, cpu = now, used
+    step = Steps()
 
     with source.open_source(db, as_of=AS_OF, timezone=TIMEZONE, tables=["sales", "members"],
                             warehouse=warehouse_of(path) if kept else None) as src:
@@ -475,7 +474,7 @@ def same_job_child(path: str, kept: bool = False) -> dict[str, Any]:
     predicted = scores.predict(model, inputs)
     step("predict: P(alive), E[30/90/365], spend, 12-month CLV")
     db.dispose()
-    return {"steps": steps, "customers": len(inputs),
+    return {"steps": step.seconds, "customers": len(inputs),
             "clv_total": float(np.nansum(predicted.clv)),
             "params": {k: fitted.params[k] for k in ("r", "alpha", "a", "b", "p", "q", "v")}}
 

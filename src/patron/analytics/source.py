@@ -306,10 +306,10 @@ def open_source(database: Database | Engine | str, *, as_of: date, timezone: str
             con = ibis.duckdb.connect(str(path))
             duck: duckdb.DuckDBPyConnection = con.con
             configure(duck, workdir=workdir.name, memory_limit=memory_limit)
-            kept = [*from_file, *kept_history.DERIVED] if synced is not None else []
+            derived = list(kept_history.DERIVED) if synced is not None else []
             src = Source(con=con, as_of=as_of, cutoff=cutoff, timezone=timezone,
                          backend=engine.dialect.name,
-                         loaded=(*canonical, *kept[len(from_file):]), warehouse=synced)
+                         loaded=(*canonical, *derived), warehouse=synced)
             if engine.dialect.name == "postgresql":
                 duck.execute(LOAD_COMPRESSION)
                 copy_postgresql(duck, engine, raw, cutoff, Path(workdir.name), progress)
@@ -321,7 +321,7 @@ def open_source(database: Database | Engine | str, *, as_of: date, timezone: str
                                        "database")
             if synced is not None:
                 duck.execute(f"ATTACH '{synced.path}' AS warehouse (READ_ONLY)")
-                for name in kept:
+                for name in [*from_file, *derived]:
                     duck.execute(f"CREATE VIEW {name} AS "  # noqa: S608 - our names
                                  f"SELECT * FROM warehouse.{name}")
                 timings.update({f"warehouse_{k}": v for k, v in synced.timings.items()})
