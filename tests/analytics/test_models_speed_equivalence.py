@@ -213,3 +213,36 @@ def test_discounted_purchases_equal_the_month_by_month_direct_sum() -> None:
     cumulative = bgnbd.conditional_expected_purchases_direct(p, ends, x, recency, age)
     discount = (1.0 + rate) ** -np.arange(1, months + 1, dtype=np.float64)
     assert got == pytest.approx(discount @ np.diff(cumulative, axis=0), rel=1e-12, abs=1e-15)
+
+
+# ---------------------------------------------------------------- the fits' objectives
+
+
+@pytest.mark.parametrize("n", [10, 100_003])
+def test_objectives_summed_by_pieces_equal_one_pass(n: int) -> None:
+    """The fits sum their objectives piece by piece, on threads: the value and gradient are
+    those of one pass over all rows (to rounding), the same at every call."""
+    from patron.analytics.models import gamma_gamma
+    from patron.analytics.models.summary import compress
+
+    rng = np.random.default_rng(7)
+    x, recency, age = _customers(rng, n)
+    rows = bgnbd._Rows.of(compress(x, recency, age))
+    theta = np.array([0.5, 16.0, 0.6, 2.4])
+    objective = bgnbd._objective(rows)
+    value, grad = objective(np.log(theta))
+    ll, g = bgnbd._loglik_terms(tuple(theta), rows, grad=True)
+    total = rows.w.sum()
+    assert value == pytest.approx(-(ll * rows.w).sum() / total, rel=1e-12)
+    assert grad == pytest.approx(-(g * rows.w).sum(axis=1) * theta / total, rel=1e-10)
+    again = objective(np.log(theta))
+    assert again[0] == value and (again[1] == grad).all()
+
+    m = rng.gamma(4.0, 50.0, n)
+    spend = gamma_gamma._Rows.of(x, m, None)
+    phi = np.array([1.5, 40.0, 2000.0])
+    value, grad = gamma_gamma._objective(spend)(np.log(phi))
+    ll, g = gamma_gamma._loglik_terms(tuple(phi), spend, grad=True)
+    total = spend.w.sum()
+    assert value == pytest.approx(-(ll * spend.w).sum() / total, rel=1e-12)
+    assert grad == pytest.approx(-(g * spend.w).sum(axis=1) * phi / total, rel=1e-10)

@@ -91,6 +91,7 @@ from patron.analytics.models.fitting import (
     factorise,
     minimise_from_starts,
     names_on_bounds,
+    rows_objective,
     sample,
     weighted_sum,
 )
@@ -159,38 +160,67 @@ class _Rows:
                      w=self.w[rows], xs=self.xs, x_index=self.x_index[rows])
 
 
+@dataclass(frozen=True)
+class _PerX:
+    """The likelihood's terms of x alone at one θ, per distinct x (``_Rows.xs``)."""
+
+    ll: FloatArray  # ln Γ(r+x) − ln Γ(r) + ln B(a, b+x) − ln B(a, b)
+    ln_odds: FloatArray  # ln a − ln(b+x−1); −∞ when x = 0
+    d_r: FloatArray | None  # the terms of the gradient (None without one)
+    d_a: FloatArray | None
+    d_b: FloatArray | None
+    inv_b_x1: FloatArray | None  # 1/(b+x−1); 0 when x = 0
+
+    @classmethod
+    def of(cls, theta: tuple[float, float, float, float], xs: FloatArray, *,
+           grad: bool) -> _PerX:
+        r, _, a, b = theta
+        repeat = xs > 0
+        b_x1 = np.where(repeat, b + xs - 1.0, 1.0)
+        with np.errstate(divide="ignore"):
+            ln_odds = np.where(repeat, np.log(a) - np.log(b_x1), -np.inf)  # D = −∞ if x = 0
+        ll = gammaln(r + xs) - gammaln(r) + betaln(a, b + xs) - betaln(a, b)
+        if not grad:
+            return cls(ll=ll, ln_odds=ln_odds, d_r=None, d_a=None, d_b=None, inv_b_x1=None)
+        dab = digamma(a + b) - digamma(a + b + xs)
+        return cls(ll=ll, ln_odds=ln_odds, d_r=digamma(r + xs) - digamma(r), d_a=dab,
+                   d_b=dab + digamma(b + xs) - digamma(b),
+                   inv_b_x1=np.where(repeat, 1.0 / b_x1, 0.0))
+
+
 def _loglik_terms(theta: tuple[float, float, float, float], rows: _Rows, *,
-                  grad: bool) -> tuple[FloatArray, FloatArray | None]:
+                  grad: bool, per_x: _PerX | None = None) -> tuple[FloatArray, FloatArray | None]:
     """Per-row log-likelihood and, if asked, its (4, n) gradient w.r.t. (r, α, a, b).
 
-    Terms of x alone (ln a − ln(b+x−1) among them) are taken per distinct x; the
-    softplus ln(1 + e^D) and the sigmoid σ(D) share one ``exp`` (NumPy's ``logaddexp``
-    and SciPy's ``expit`` each cost as much as the rest of a pass over the rows).
+    Terms of x alone (ln a − ln(b+x−1) among them) are taken per distinct x (``_PerX``,
+    which a caller summing piece by piece makes once); the softplus ln(1 + e^D) and the
+    sigmoid σ(D) share one ``exp`` (NumPy's ``logaddexp`` and SciPy's ``expit`` each cost
+    as much as the rest of a pass over the rows).
     """
-    r, alpha, a, b = theta
-    x, t_x, big_t, xs, ix = rows.x, rows.t_x, rows.big_t, rows.xs, rows.x_index
+    r, alpha, a, _ = theta
+    if per_x is None:
+        per_x = _PerX.of(theta, rows.xs, grad=grad)
+    x, t_x, big_t, ix = rows.x, rows.t_x, rows.big_t, rows.x_index
     rx = r + x
     ln_at = np.log(alpha + big_t)
     gap = ln_at - np.log(alpha + t_x)  # ln((α+T)/(α+t_x)) >= 0
-    per_x = gammaln(r + xs) - gammaln(r) + betaln(a, b + xs) - betaln(a, b)
-    repeat = xs > 0
-    b_x1 = np.where(repeat, b + xs - 1.0, 1.0)
-    with np.errstate(divide="ignore"):
-        ln_odds = np.where(repeat, np.log(a) - np.log(b_x1), -np.inf)  # D = −∞ when x = 0
-    ll = per_x[ix] + r * np.log(alpha) - rx * ln_at
-    d = ln_odds[ix] + rx * gap
+    ll = per_x.ll[ix] + r * np.log(alpha) - rx * ln_at
+    d = per_x.ln_odds[ix] + rx * gap
     e = np.exp(-np.abs(d))
     ll += np.maximum(d, 0.0) + np.log1p(e)  # ln(1 + e^D)
     if not grad:
         return ll, None
+    assert per_x.d_r is not None
+    assert per_x.d_a is not None
+    assert per_x.d_b is not None
+    assert per_x.inv_b_x1 is not None
     s = np.where(d > 0.0, 1.0, e) / (1.0 + e)  # σ(D); 0 where x == 0
-    dab = digamma(a + b) - digamma(a + b + xs)
     g = np.empty((4, x.shape[0]))
-    g[0] = (digamma(r + xs) - digamma(r))[ix] + (np.log(alpha) - ln_at + s * gap)
+    g[0] = per_x.d_r[ix] + (np.log(alpha) - ln_at + s * gap)
     inv_at = 1.0 / (alpha + big_t)
     g[1] = r / alpha - rx * inv_at + s * rx * (inv_at - 1.0 / (alpha + t_x))
-    g[2] = dab[ix] + s / a
-    g[3] = (dab + digamma(b + xs) - digamma(b))[ix] - s * np.where(repeat, 1.0 / b_x1, 0.0)[ix]
+    g[2] = per_x.d_a[ix] + s / a
+    g[3] = per_x.d_b[ix] - s * per_x.inv_b_x1[ix]
     return ll, g
 
 
@@ -223,16 +253,9 @@ def _starts(rows: _Rows) -> list[tuple[float, float, float, float]]:
 
 
 def _objective(rows: _Rows) -> Objective:
-    """Mean negative log-likelihood per customer and its gradient, in log-parameters."""
-    total = float(rows.w.sum())
-
-    def objective(u: FloatArray) -> tuple[float, FloatArray]:
-        theta = np.exp(u)
-        ll, g = _loglik_terms((theta[0], theta[1], theta[2], theta[3]), rows, grad=True)
-        assert g is not None
-        return -float(weighted_sum(ll, rows.w)) / total, -weighted_sum(g, rows.w) * theta / total
-
-    return objective
+    """Mean negative log-likelihood per customer and its gradient, in log-parameters,
+    summed piece by piece (``fitting.rows_objective``)."""
+    return rows_objective(rows, _PerX.of, _loglik_terms)
 
 
 def fit(data: CompressedRFM | RFMSummary, *,

@@ -20,6 +20,13 @@ L-BFGS-B takes over from the best point reached. The answer is the full data's
 maximum-likelihood estimate, to the optimiser's tolerance, whatever the sample; only the
 work shrinks.
 
+An objective over many rows is summed piece by piece (``PIECE_ROWS``, ``sum_pieces``):
+the dozen temporaries of a piece stay in the core's cache where those of a million rows
+go to memory and back (and were page-faulted in afresh by the first evaluation), and the
+pieces are shared among a thread per core, NumPy letting go of the GIL for their loops.
+The pieces are fixed by the row count and summed in order, so a fit gives the same
+numbers whatever the threads do.
+
 BLAS runs single-threaded while fitting, and weighted sums over rows use ``einsum``, not
 ``@``: every BLAS call of a fit is tiny (L-BFGS-B's algebra on four parameters) or a
 vector reduction, and OpenBLAS wakes its threads for each, which then spin: on two busy
@@ -29,8 +36,11 @@ iteration; 8 ms against 0.05 ms per weighted sum over 100,000 rows).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+import concurrent.futures
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -54,6 +64,93 @@ HESSIAN_STEP = 1e-4  # central-difference step in log-parameters
 #: the gradient shrinks (without this, a step that is a few ulps "worse" handed the
 #: polish to L-BFGS-B, which then spent 15 evaluations on rounding noise).
 ROUNDING = 1e-12
+
+
+#: Rows per piece of an objective's sum: some fifteen float64 temporaries of this many
+#: rows (about 2 MB) stay in a core's L2 cache.
+PIECE_ROWS = 16_384
+#: Fewer pieces than this are summed in the calling thread (a pool's hand-over costs more).
+_THREADED_PIECES = 4
+
+_P = TypeVar("_P")
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def pieces(n: int, size: int = PIECE_ROWS) -> list[slice]:
+    """``n`` rows as consecutive slices of at most ``size``."""
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)] or [slice(0, 0)]
+
+
+def sum_pieces(term: Callable[[_P], tuple[float, NDArray[np.float64]]],
+               parts: Sequence[_P]) -> tuple[float, NDArray[np.float64]]:
+    """Σ of ``term(part)`` (a value and a gradient) over ``parts``, in their order, the
+    parts shared among a thread per core when there are enough of them."""
+    if len(parts) < _THREADED_PIECES:
+        done = [term(part) for part in parts]
+    else:
+        done = list(_threads().map(term, parts))
+    value = 0.0
+    grad = np.zeros_like(done[0][1])
+    for v, g in done:
+        value += v
+        grad += g
+    return value, grad
+
+
+class PieceRows(Protocol):
+    """Rows a model's objective sums over: per-row x and weight, the distinct x, and a
+    slice of the rows that keeps ``xs`` whole."""
+
+    @property
+    def x(self) -> NDArray[np.float64]: ...
+
+    @property
+    def w(self) -> NDArray[np.float64]: ...
+
+    @property
+    def xs(self) -> NDArray[np.float64]: ...
+
+    def part(self, rows: slice) -> Any: ...
+
+
+def rows_objective(rows: PieceRows, per_x: Callable[..., Any],
+                   terms: Callable[..., tuple[NDArray[np.float64], NDArray[np.float64] | None]]
+                   ) -> Objective:
+    """A fit's objective: the mean negative log-likelihood per customer and its gradient,
+    in log-parameters ``u``, summed over ``rows`` cut in pieces (``sum_pieces``).
+
+    ``per_x(θ, xs, grad=True)`` makes once per evaluation the model's terms of x alone;
+    ``terms(θ, part, grad=True, per_x=...)`` gives a piece's per-row log-likelihood and its
+    gradient w.r.t. θ.
+    """
+    parts = [rows.part(rows_of) for rows_of in pieces(len(rows.x))]
+    total = float(rows.w.sum())
+
+    def objective(u: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+        exp_u = np.exp(u)
+        theta = tuple(float(v) for v in exp_u)
+        shared = per_x(theta, rows.xs, grad=True)
+
+        def term(part: Any) -> tuple[float, NDArray[np.float64]]:
+            ll, g = terms(theta, part, grad=True, per_x=shared)
+            assert g is not None
+            return float(weighted_sum(ll, part.w)), weighted_sum(g, part.w)
+
+        ll, g = sum_pieces(term, parts)
+        return -ll / total, -g * exp_u / total
+
+    return objective
+
+
+def _threads() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+                else (os.cpu_count() or 1)
+            _pool = concurrent.futures.ThreadPoolExecutor(max(1, workers), "patron-fit")
+        return _pool
 
 
 def weighted_sum(values: NDArray[Any], weight: NDArray[Any]) -> NDArray[np.float64]:

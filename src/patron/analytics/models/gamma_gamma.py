@@ -45,6 +45,7 @@ from patron.analytics.models.fitting import (
     factorise,
     minimise_from_starts,
     names_on_bounds,
+    rows_objective,
     sample,
     weighted_sum,
 )
@@ -115,21 +116,44 @@ class _Rows:
                      x_index=self.x_index[rows], ln_m=self.ln_m[rows], ln_xm=self.ln_xm[rows])
 
 
+@dataclass(frozen=True)
+class _PerX:
+    """The likelihood's terms of x alone at one θ, per distinct x (``_Rows.xs``)."""
+
+    ll: FloatArray  # ln Γ(px+q) − ln Γ(px) − ln Γ(q) + px ln x
+    d_p: FloatArray | None  # ψ(px+q) − ψ(px) (None without a gradient)
+    d_q: FloatArray | None  # ψ(px+q) − ψ(q)
+
+    @classmethod
+    def of(cls, theta: tuple[float, float, float], xs: FloatArray, *, grad: bool) -> _PerX:
+        p, q, _ = theta
+        pxs = p * xs
+        ll = gammaln(pxs + q) - gammaln(pxs) - gammaln(q) + pxs * np.log(xs)
+        if not grad:
+            return cls(ll=ll, d_p=None, d_q=None)
+        psi_pq = digamma(pxs + q)
+        return cls(ll=ll, d_p=psi_pq - digamma(pxs), d_q=psi_pq - digamma(q))
+
+
 def _loglik_terms(theta: tuple[float, float, float], rows: _Rows, *,
-                  grad: bool) -> tuple[FloatArray, FloatArray | None]:
+                  grad: bool, per_x: _PerX | None = None) -> tuple[FloatArray, FloatArray | None]:
+    """Per-row log-likelihood and, if asked, its (3, n) gradient w.r.t. (p, q, v); the
+    terms of x alone come per distinct x (``_PerX``, made once by a caller summing piece
+    by piece)."""
     p, q, v = theta
-    x, ix, xs = rows.x, rows.x_index, rows.xs
-    pxs = p * xs
+    if per_x is None:
+        per_x = _PerX.of(theta, rows.xs, grad=grad)
+    x, ix = rows.x, rows.x_index
     px = p * x
     ln_vxm = np.log(v + x * rows.m)
-    per_x = gammaln(pxs + q) - gammaln(pxs) - gammaln(q) + pxs * np.log(xs)
-    ll = per_x[ix] + q * np.log(v) + (px - 1.0) * rows.ln_m - (px + q) * ln_vxm
+    ll = per_x.ll[ix] + q * np.log(v) + (px - 1.0) * rows.ln_m - (px + q) * ln_vxm
     if not grad:
         return ll, None
-    psi_pq = digamma(pxs + q)
+    assert per_x.d_p is not None
+    assert per_x.d_q is not None
     g = np.empty((3, x.shape[0]))
-    g[0] = x * ((psi_pq - digamma(pxs))[ix] + rows.ln_xm - ln_vxm)
-    g[1] = (psi_pq - digamma(q))[ix] + np.log(v) - ln_vxm
+    g[0] = x * (per_x.d_p[ix] + rows.ln_xm - ln_vxm)
+    g[1] = per_x.d_q[ix] + np.log(v) - ln_vxm
     g[2] = q / v - (px + q) / (v + x * rows.m)
     return ll, g
 
@@ -159,16 +183,9 @@ def _theta(params: GammaGammaParams | ArrayLike) -> tuple[float, float, float]:
 
 
 def _objective(rows: _Rows) -> Objective:
-    """Mean negative log-likelihood per customer and its gradient, in log-parameters."""
-    total = float(rows.w.sum())
-
-    def objective(u: FloatArray) -> tuple[float, FloatArray]:
-        theta = np.exp(u)
-        ll, g = _loglik_terms((theta[0], theta[1], theta[2]), rows, grad=True)
-        assert g is not None
-        return -float(weighted_sum(ll, rows.w)) / total, -weighted_sum(g, rows.w) * theta / total
-
-    return objective
+    """Mean negative log-likelihood per customer and its gradient, in log-parameters,
+    summed piece by piece (``fitting.rows_objective``)."""
+    return rows_objective(rows, _PerX.of, _loglik_terms)
 
 
 def fit(frequency: ArrayLike, monetary: ArrayLike, weight: ArrayLike | None = None, *,
