@@ -95,6 +95,8 @@ def test_snapshots_beyond_keep_are_deleted(db: Database, clock: FixedClock,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(service, "CHUNK_ROWS", 4)  # several write and delete transactions
     seed(db)
+    with db.read() as s:
+        assert service.snapshot_days(s, MemberScore) == []
     days = [DAY - timedelta(days=2), DAY - timedelta(days=1), DAY]
     pruned = [service.refresh(db, clock, timezone=TZ, as_of=d, keep=2).pruned for d in days]
     assert pruned == [[], [], [days[0]]]
@@ -102,6 +104,9 @@ def test_snapshots_beyond_keep_are_deleted(db: Database, clock: FixedClock,
         present = set(s.scalars(select(MemberScore.as_of).distinct()))
         assert present == set(days[1:])
         assert set(s.scalars(select(CategoryCycle.as_of).distinct())) == set(days[1:])
+        # the seeks that prune uses instead of a DISTINCT find the same days, in order
+        assert service.snapshot_days(s, MemberScore) == days[1:]
+        assert service.snapshot_days(s, CategoryCycle) == days[1:]
         assert service.latest_as_of(s) == DAY
         counts = service.segment_counts(s)
         assert counts is not None and counts.members == 25

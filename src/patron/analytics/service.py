@@ -418,8 +418,8 @@ def prune(db: Database, *, keep: int) -> list[date]:
             AnalyticsRun.as_of.desc())))
         running = set(session.scalars(select(AnalyticsRun.as_of).where(
             AnalyticsRun.status == "running")))
-        present = set(session.scalars(select(MemberScore.as_of).distinct())) | set(
-            session.scalars(select(CategoryCycle.as_of).distinct()))
+        present = set(snapshot_days(session, MemberScore)) | set(
+            snapshot_days(session, CategoryCycle))
     kept = set(good[:keep]) | running
     doomed = sorted(present - kept)
     for day in doomed:
@@ -433,13 +433,30 @@ def days_behind_scores(db: Database, *models: Any) -> list[date]:
     scores no longer do, except a day a refresh is still writing: what their ``prune``
     deletes, so that every derived day follows the scores' days (``prune`` decides)."""
     with db.read() as session:
-        scored = set(session.scalars(select(MemberScore.as_of).distinct()))
+        scored = set(snapshot_days(session, MemberScore))
         running = set(session.scalars(select(AnalyticsRun.as_of).where(
             AnalyticsRun.status == "running")))
         present: set[date] = set()
         for model in models:
-            present |= set(session.scalars(select(model.as_of).distinct()))
+            present |= set(snapshot_days(session, model))
     return sorted(present - scored - running)
+
+
+def snapshot_days(session: Session, model: Any) -> list[date]:
+    """The days a snapshot table (``model``, its ``as_of`` leading an index) holds, oldest
+    first: one index seek per day (the smallest day after the last one found). A
+    ``SELECT DISTINCT as_of`` reads every entry of the index instead, on SQLite 1.5 s for
+    a million score rows and 10 s for the next-best products, every night, to find the
+    three or four days a table keeps."""
+    days: list[date] = []
+    while True:
+        first = select(func.min(model.as_of))
+        if days:
+            first = first.where(model.as_of > days[-1])
+        day = session.scalar(first)
+        if day is None:
+            return days
+        days.append(day)
 
 
 # ---------------------------------------------------------------- reads
