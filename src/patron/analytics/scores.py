@@ -78,6 +78,7 @@ from patron.analytics import lifecycle, rfm
 from patron.analytics.models import bgnbd, clv, gamma_gamma
 from patron.analytics.models.summary import TimeUnit, compress
 from patron.analytics.source import Source
+from patron.analytics.warehouse import GAPS, PAIRS, TOTALS
 from patron.core.errors import ValidationFailed
 
 SECONDS_PER_DAY = 86_400.0
@@ -137,10 +138,6 @@ def _bigint(total: Any) -> Any:
     return total.cast("!int64")
 
 
-#: The name of the purchase totals' table (``purchase_totals_expr``) when a source has it.
-PURCHASE_TOTALS = "member_purchases"
-
-
 def purchase_totals_expr(sales: Any) -> Any:
     """Per member with a kept purchase, what does not depend on the day scored: number of
     purchases, first and last purchase (time and local day), the first purchase's net and
@@ -153,12 +150,6 @@ def purchase_totals_expr(sales: Any) -> Any:
         purchases=d.count(), first_at=d.at.min(), last_at=d.at.max(),
         first_on=d.occurred_on.min(), last_on=d.occurred_on.max(),
         first_net=d.net.argmin(d.at), total_net=_bigint(d.net.sum()))
-
-
-#: The names of the tables of ``category_gaps_expr`` and ``pair_cycles_expr`` when a
-#: source has them (the warehouse keeps both between nights).
-CATEGORY_GAPS = "member_category_gaps"
-PAIR_CYCLES = "member_category_own"
 
 
 def category_gaps_expr(lines: Any) -> Any:
@@ -192,8 +183,8 @@ def category_cycles_expr(src: Source) -> Any:
     The gaps and each pair's own figures depend only on that member's lines, so the
     warehouse keeps them and updates only the members whose sales changed; then only the
     pooled medians and the shrinking are computed here."""
-    if CATEGORY_GAPS in src.loaded and PAIR_CYCLES in src.loaded:
-        gaps, own = src.table(CATEGORY_GAPS), src.table(PAIR_CYCLES)
+    if GAPS in src.loaded and PAIRS in src.loaded:
+        gaps, own = src.table(GAPS), src.table(PAIRS)
     else:
         gaps = category_gaps_expr(src.lines)
         own = pair_cycles_expr(gaps)
@@ -358,7 +349,7 @@ def _purchase_figures(src: Source) -> Any:
     since_180 = ibis.literal(as_of - timedelta(days=180))
     since_365 = ibis.literal(as_of - timedelta(days=365))
     sales = src.sales
-    kept = PURCHASE_TOTALS in src.loaded
+    kept = TOTALS in src.loaded
     d = _purchase_days(sales.filter(sales.occurred_on > since_365) if kept else sales)
     day = d.occurred_on
     windows = {
@@ -370,7 +361,7 @@ def _purchase_figures(src: Source) -> Any:
     }
     if kept:
         recent = d.group_by("member_id").aggregate(**windows)
-        return (src.table(PURCHASE_TOTALS).left_join(recent, "member_id")
+        return (src.table(TOTALS).left_join(recent, "member_id")
                 .drop("member_id_right"))
     return d.group_by("member_id").aggregate(
         purchases=d.count(),
@@ -444,8 +435,8 @@ def model_inputs(src: Source) -> ModelInputs:
     """The active members' model inputs straight from the sales, without the rest of
     ``member_history`` (surveys, holdings, category cycles, the windows): what
     ``patron analytics fit`` needs, the same figures ``member_history`` gives."""
-    kept = PURCHASE_TOTALS in src.loaded
-    per = src.table(PURCHASE_TOTALS) if kept else purchase_totals_expr(src.sales)
+    kept = TOTALS in src.loaded
+    per = src.table(TOTALS) if kept else purchase_totals_expr(src.sales)
     members = _active_members(src).select("member_id")
     table = (per.join(members, "member_id").order_by("member_id")
              .select("member_id", "purchases", "first_at", "last_at", "first_net", "total_net")

@@ -258,7 +258,9 @@ def open_source(database: Database | Engine | str, *, as_of: date, timezone: str
 
     ``warehouse``: a DuckDB file kept between refreshes (``analytics.warehouse``). The
     ``sales`` and ``lines`` tables are then brought up to date in it (``rebuild``: from
-    scratch) and read from it, and only the small tables are loaded; when another process
+    scratch) and read from it, with the per-member tables derived from those asked for
+    (``warehouse.derived_for``; ``src.loaded`` names them), and only the small tables are
+    loaded; when another process
     holds it, or ``as_of`` is before its day, the history is loaded the usual way.
     """
     import ibis
@@ -289,8 +291,9 @@ def open_source(database: Database | Engine | str, *, as_of: date, timezone: str
                 child = (held.enter_context(SqliteExtraction(
                     engine, path, small, cutoff, workdir.name, memory_limit))
                     if sqlite else None)
-                synced = kept_history.sync(engine, warehouse, cutoff=cutoff, rebuild=rebuild,
-                                           memory_limit=memory_limit)
+                synced = kept_history.sync(
+                    engine, warehouse, cutoff=cutoff, rebuild=rebuild,
+                    memory_limit=memory_limit, derived=kept_history.derived_for(canonical))
                 if child is not None:
                     timings = child.wait()
                     extracted = synced is not None
@@ -306,7 +309,7 @@ def open_source(database: Database | Engine | str, *, as_of: date, timezone: str
             con = ibis.duckdb.connect(str(path))
             duck: duckdb.DuckDBPyConnection = con.con
             configure(duck, workdir=workdir.name, memory_limit=memory_limit)
-            derived = list(kept_history.DERIVED) if synced is not None else []
+            derived = list(synced.derived) if synced is not None else []
             src = Source(con=con, as_of=as_of, cutoff=cutoff, timezone=timezone,
                          backend=engine.dialect.name,
                          loaded=(*canonical, *derived), warehouse=synced)

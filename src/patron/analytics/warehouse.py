@@ -45,7 +45,11 @@ alone, none of it depending on the day scored (``DERIVED``): each member's purch
 net), the gaps between their purchase days in each category and each such pair's own
 figures (``scores.category_gaps_expr``, ``scores.pair_cycles_expr``). A sync recomputes
 them for the members whose sales it rebuilt or moved (every member's gaps when a product
-changed category), and the scores read them instead of summing the whole history.
+changed category), and the scores read them instead of summing the whole history. Only
+the derived tables the reader asked for are recomputed (``sync(derived=...)``:
+``patron analytics fit`` reads the purchase totals alone); the others note who changed in
+``derived_pending`` and catch up at the next sync that needs them, and ``Synced.derived``
+says which tables are up to date, the only ones ``source.open_source`` hands out.
 
 One process at a time: the sync and the refresh that reads the file hold an exclusive lock
 on ``<file>.lock``; a second refresh meanwhile loads the history the old way rather than
@@ -54,13 +58,14 @@ wait (``acquire``).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,7 +89,7 @@ from patron.analytics.canonical import (
 )
 
 #: The format of the file; another number and the file is rebuilt.
-VERSION = 2
+VERSION = 3
 #: The canonical tables the warehouse keeps and ``open_source`` reads from it.
 KEPT: tuple[str, ...] = ("sales", "lines")
 #: The per-member purchase totals it keeps beside them (``scores.purchase_totals_expr``).
@@ -93,8 +98,11 @@ TOTALS = "member_purchases"
 #: figures (``scores.category_gaps_expr``, ``scores.pair_cycles_expr``).
 GAPS = "member_category_gaps"
 PAIRS = "member_category_own"
+#: Per derived table, in the order they are built: the table it is computed from (a kept
+#: one, or a derived one built before it).
+_OVER: dict[str, str] = {TOTALS: "sales", GAPS: "lines", PAIRS: GAPS}
 #: The per-member tables derived from the kept ones, in the order they are built.
-DERIVED: tuple[str, ...] = (TOTALS, GAPS, PAIRS)
+DERIVED: tuple[str, ...] = tuple(_OVER)
 #: What the file holds: the kept tables and the small ones a sync compares with the database.
 BUILT: tuple[str, ...] = ("stores", "products", *KEPT)
 #: How much earlier than the last sync's newest ``recorded_at`` the next sync looks: a
@@ -132,6 +140,9 @@ class Synced:
     reason: str  # why a full build, or "" for an incremental sync
     changed_sales: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    #: The derived tables that are up to date in the file (the others wait for a sync
+    #: that asks for them).
+    derived: tuple[str, ...] = DERIVED
 
 
 class _Stale(Exception):
@@ -224,10 +235,39 @@ def describe(path: Path) -> Summary | None:
                    size_bytes=path.stat().st_size)
 
 
+def _kept_source(name: str) -> str:
+    """The kept table a derived one comes from, through the derived ones between."""
+    while name in _OVER:
+        name = _OVER[name]
+    return name
+
+
+def derived_for(tables: Collection[str]) -> tuple[str, ...]:
+    """The derived tables computed from the kept ``tables`` (what a reader of those can
+    use, and so what its sync brings up to date)."""
+    return tuple(name for name in DERIVED if _kept_source(name) in tables)
+
+
+def _with_inputs(names: Collection[str]) -> tuple[str, ...]:
+    """``names`` and the derived tables they are computed from, in ``DERIVED`` order."""
+    wanted = set(names)
+    for name in reversed(DERIVED):
+        if name in wanted and _OVER[name] in _OVER:
+            wanted.add(_OVER[name])
+    return tuple(name for name in DERIVED if name in wanted)
+
+
 def sync(engine: Engine, path: Path, *, cutoff: datetime, rebuild: bool = False,
-         memory_limit: str | None = None) -> Synced | None:
+         memory_limit: str | None = None,
+         derived: Collection[str] = DERIVED) -> Synced | None:
     """Bring the file at ``path`` up to ``cutoff``; None when ``cutoff`` is before the
-    file's (a backfill: the caller loads the history itself). Call inside ``acquire``."""
+    file's (a backfill: the caller loads the history itself). Call inside ``acquire``.
+
+    ``derived``: the derived tables to bring up to date as well (and what they are
+    computed from); a full build makes all of them."""
+    unknown = set(derived) - set(DERIVED)
+    if unknown:
+        raise ValueError(f"no such derived table: {', '.join(sorted(unknown))}")
     meta = read_meta(path)
     database = identity(engine)
     reason = ""
@@ -243,7 +283,8 @@ def sync(engine: Engine, path: Path, *, cutoff: datetime, rebuild: bool = False,
         reason = f"last full build {(cutoff - meta.built_cutoff).days} days ago"
     if not reason and meta is not None:
         try:
-            return _incremental(engine, path, meta, cutoff, memory_limit)
+            return _incremental(engine, path, meta, cutoff, memory_limit,
+                                _with_inputs(derived))
         except _Stale as exc:
             reason = str(exc)
         except duckdb.Error as exc:  # a damaged file: it is derived data, build it again
@@ -274,10 +315,11 @@ def _full(engine: Engine, path: Path, database: str, cutoff: datetime, reason: s
         duck = duckdb.connect(str(fresh))
         try:
             configure(duck, workdir=workdir, memory_limit=memory_limit)
-            for name, (sql, over) in _derived_sql().items():
+            for name, sql in _derived_sql().items():
                 began_derived = time.perf_counter()
-                duck.execute(f"CREATE TABLE {name} AS {sql(over)}")
+                duck.execute(f"CREATE TABLE {name} AS {sql(_OVER[name])}")
                 timings[name] = time.perf_counter() - began_derived
+            duck.execute(_PENDING_TABLE)
             _write_meta(duck, Meta(version=VERSION, database=database, cutoff=cutoff,
                                    built_cutoff=cutoff, recorded_mark=mark, merges=merges,
                                    categories=categories))
@@ -315,8 +357,9 @@ def _build_postgresql(engine: Engine, out: Path, canonical: list[str], raw: list
 
 
 def _incremental(engine: Engine, path: Path, meta: Meta, cutoff: datetime,
-                 memory_limit: str | None) -> Synced:
-    """Rebuild the sales that changed since the file's cutoff (the module docstring)."""
+                 memory_limit: str | None, wanted: tuple[str, ...]) -> Synced:
+    """Rebuild the sales that changed since the file's cutoff (the module docstring), and
+    the ``wanted`` derived tables of the members they belong to."""
     timings: dict[str, float] = {}
     began = lap = time.perf_counter()
 
@@ -326,7 +369,8 @@ def _incremental(engine: Engine, path: Path, meta: Meta, cutoff: datetime,
         timings[step] = round(now - lap, 4)
         lap = now
 
-    with engine.connect() as conn:
+    with engine.connect() as conn, \
+            concurrent.futures.ThreadPoolExecutor(1, "warehouse-count") as counter:
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         new_mark, merges_digest, categories_digest = _marks(conn)
@@ -336,50 +380,56 @@ def _incremental(engine: Engine, path: Path, meta: Meta, cutoff: datetime,
         changed = _changed_sales(conn, meta, cutoff, store_ids)
         rows = _fetch_sales(conn, changed, cutoff)
         merges = _merges(conn) if merges_digest != meta.merges else []
-        database_counts = _database_counts(conn, cutoff, store_ids)
+        # The check's count, in the same snapshot, while this thread works in DuckDB: the
+        # count is a walk of an index of every sale (a quarter of a second at 7 M), and
+        # both drivers let go of the GIL while they wait on the database. Nothing else
+        # touches ``conn`` until the result is in.
+        counted = counter.submit(_database_counts, conn, cutoff, store_ids)
         mark("read")
-    with tempfile.TemporaryDirectory(prefix="patron-warehouse-") as workdir:
-        duck = duckdb.connect(str(path))
-        try:
-            configure(duck, workdir=workdir, memory_limit=memory_limit)
-            _stage(duck, "stores", stores)
-            moved = duck.execute(
-                "SELECT count(*) FROM stores s JOIN raw_stores r ON r.id = s.store_id "
-                "WHERE r.timezone IS DISTINCT FROM s.timezone").fetchone()
-            if moved is not None and moved[0]:
-                raise _Stale("a store's time zone changed")
-            _stage(duck, "products", products)
-            for name in _SALE_TABLES:
-                _stage(duck, name, rows[name])
-            mark("stage")
-            duck.execute("BEGIN TRANSACTION")
-            _replace_small(duck)
-            duck.execute("CREATE OR REPLACE TEMP TABLE touched (member_id UUID)")
-            _replace_sales(duck, changed, cutoff)
-            if categories_digest != meta.categories:
-                _apply_categories(duck)
-            if merges:
-                _apply_merges(duck, merges)
-            mark("apply")
-            _update_derived(duck, every=categories_digest != meta.categories)
-            mark("derived")
-            kept = _warehouse_counts(duck)
-            if kept != database_counts:
-                duck.execute("ROLLBACK")
-                raise _Stale(f"the check found (sales, refunded) {database_counts} in the "
-                             f"database and {kept} in the warehouse")
-            _write_meta(duck, Meta(version=VERSION, database=meta.database, cutoff=cutoff,
-                                   built_cutoff=meta.built_cutoff,
-                                   recorded_mark=new_mark or meta.recorded_mark,
-                                   merges=merges_digest, categories=categories_digest))
-            duck.execute("COMMIT")
-            duck.execute("CHECKPOINT")
-            mark("check")
-        finally:
-            duck.close()
+        with tempfile.TemporaryDirectory(prefix="patron-warehouse-") as workdir:
+            duck = duckdb.connect(str(path))
+            try:
+                configure(duck, workdir=workdir, memory_limit=memory_limit)
+                _stage(duck, "stores", stores)
+                moved = duck.execute(
+                    "SELECT count(*) FROM stores s JOIN raw_stores r ON r.id = s.store_id "
+                    "WHERE r.timezone IS DISTINCT FROM s.timezone").fetchone()
+                if moved is not None and moved[0]:
+                    raise _Stale("a store's time zone changed")
+                _stage(duck, "products", products)
+                for name in _SALE_TABLES:
+                    _stage(duck, name, rows[name])
+                mark("stage")
+                duck.execute("BEGIN TRANSACTION")
+                _replace_small(duck)
+                duck.execute("CREATE OR REPLACE TEMP TABLE touched (member_id UUID)")
+                _replace_sales(duck, changed, cutoff)
+                if categories_digest != meta.categories:
+                    _apply_categories(duck)
+                if merges:
+                    _apply_merges(duck, merges)
+                mark("apply")
+                _update_derived(duck, every=categories_digest != meta.categories,
+                                wanted=wanted)
+                mark("derived")
+                kept = _warehouse_counts(duck)
+                database_counts = counted.result()
+                if kept != database_counts:
+                    duck.execute("ROLLBACK")
+                    raise _Stale(f"the check found (sales, refunded) {database_counts} in "
+                                 f"the database and {kept} in the warehouse")
+                _write_meta(duck, Meta(version=VERSION, database=meta.database, cutoff=cutoff,
+                                       built_cutoff=meta.built_cutoff,
+                                       recorded_mark=new_mark or meta.recorded_mark,
+                                       merges=merges_digest, categories=categories_digest))
+                duck.execute("COMMIT")
+                duck.execute("CHECKPOINT")
+                mark("check")
+            finally:
+                duck.close()
     timings["total"] = round(time.perf_counter() - began, 4)
     return Synced(path=path, cutoff=cutoff, mode="incremental", reason="",
-                  changed_sales=len(changed), timings=timings)
+                  changed_sales=len(changed), timings=timings, derived=wanted)
 
 
 def _table(name: str) -> Any:
@@ -591,10 +641,10 @@ def _apply_merges(duck: duckdb.DuckDBPyConnection, merges: list[tuple[str, str]]
                      f"WHERE {name}.member_id = m.merged")
 
 
-def _derived_sql() -> dict[str, tuple[Callable[[str], str], str]]:
-    """Per derived table: the SQL that builds it from a relation of its source's rows (a
-    function of that relation's name), and the source. The SQL is the Ibis expression
-    the scores use without a warehouse, compiled for DuckDB, so the two cannot differ."""
+def _derived_sql() -> dict[str, Callable[[str], str]]:
+    """Per derived table: the SQL that builds it from a relation of its source's rows
+    (``_OVER``), a function of that relation's name. The SQL is the Ibis expression the
+    scores use without a warehouse, compiled for DuckDB, so the two cannot differ."""
     import ibis
 
     from patron.analytics import scores
@@ -606,31 +656,53 @@ def _derived_sql() -> dict[str, tuple[Callable[[str], str], str]]:
 
     ids = {"member_id": "uuid", "category_id": "uuid", "occurred_on": "date"}
     return {
-        TOTALS: (compiled(scores.purchase_totals_expr, {
+        TOTALS: compiled(scores.purchase_totals_expr, {
             "member_id": "uuid", "occurred_on": "date", "occurred_at": "timestamp('UTC')",
-            "net_minor": "int64"}), "sales"),
-        GAPS: (compiled(scores.category_gaps_expr, {**ids, "quantity": "int64"}), "lines"),
-        PAIRS: (compiled(scores.pair_cycles_expr, {**ids, "gap": "int64"}), GAPS),
+            "net_minor": "int64"}),
+        GAPS: compiled(scores.category_gaps_expr, {**ids, "quantity": "int64"}),
+        PAIRS: compiled(scores.pair_cycles_expr, {**ids, "gap": "int64"}),
     }
 
 
-def _update_derived(duck: duckdb.DuckDBPyConnection, *, every: bool) -> None:
-    """Recompute the derived tables' rows of the members whose sales changed
+#: Who changed since a derived table was last brought up to date, for the tables a sync
+#: was not asked for (a NULL member: everyone, after a product moved category).
+_PENDING_TABLE = "CREATE TABLE IF NOT EXISTS derived_pending (name VARCHAR, member_id UUID)"
+
+
+def _update_derived(duck: duckdb.DuckDBPyConnection, *, every: bool,
+                    wanted: Collection[str]) -> None:
+    """Recompute the ``wanted`` derived tables' rows of the members whose sales changed
     (``touched``: the members of the rebuilt sales before and after, and both sides of
-    every merge replayed); nobody else's can have changed. ``every``: products moved to
-    other categories, so every member's category gaps are recomputed."""
+    every merge replayed; nobody else's can have changed), and of those left pending by
+    earlier syncs; note the others' changed members as pending. ``every``: products moved
+    to other categories, so every member's category gaps change."""
     duck.execute("CREATE OR REPLACE TEMP TABLE touched_ids AS "
                  "SELECT DISTINCT member_id FROM touched")
-    for name, (sql, over) in _derived_sql().items():
-        if every and name != TOTALS:
+    for name, sql in _derived_sql().items():
+        over = _OVER[name]
+        moved = every and name != TOTALS  # the totals do not read categories
+        if name not in wanted:
+            if moved:
+                duck.execute("INSERT INTO derived_pending VALUES (?, NULL)", [name])
+            duck.execute("INSERT INTO derived_pending SELECT ?, member_id FROM touched_ids "
+                         "EXCEPT SELECT name, member_id FROM derived_pending WHERE name = ?",
+                         [name, name])
+            continue
+        everyone = duck.execute("SELECT count(*) FROM derived_pending "
+                                "WHERE name = ? AND member_id IS NULL", [name]).fetchone()
+        if moved or (everyone is not None and everyone[0]):
             duck.execute(f"DELETE FROM {name}")  # noqa: S608 - our names
             duck.execute(f"INSERT INTO {name} BY NAME {sql(over)}")
-            continue
-        duck.execute(f"DELETE FROM {name} WHERE member_id IN "  # noqa: S608 - our names
-                     "(SELECT member_id FROM touched_ids)")
-        duck.execute(f"CREATE OR REPLACE TEMP VIEW touched_{over} AS "  # noqa: S608 - our names
-                     f"SELECT * FROM {over} WHERE member_id IN (SELECT member_id FROM touched_ids)")
-        duck.execute(f"INSERT INTO {name} BY NAME {sql(f'touched_{over}')}")
+        else:
+            duck.execute("CREATE OR REPLACE TEMP TABLE due AS SELECT member_id FROM "
+                         "touched_ids UNION SELECT member_id FROM derived_pending "
+                         "WHERE name = ?", [name])
+            duck.execute(f"DELETE FROM {name} WHERE member_id IN "  # noqa: S608 - our names
+                         "(SELECT member_id FROM due)")
+            duck.execute(f"CREATE OR REPLACE TEMP VIEW due_{over} AS "  # noqa: S608 - our names
+                         f"SELECT * FROM {over} WHERE member_id IN (SELECT member_id FROM due)")
+            duck.execute(f"INSERT INTO {name} BY NAME {sql(f'due_{over}')}")
+        duck.execute("DELETE FROM derived_pending WHERE name = ?", [name])
 
 
 def _write_meta(duck: duckdb.DuckDBPyConnection, meta: Meta) -> None:
