@@ -464,10 +464,12 @@ def same_job_child(path: str, kept: bool = False) -> dict[str, Any]:
     db = Database.from_url(f"sqlite:///{path}")
     step = Steps()
 
-    with source.open_source(db, as_of=AS_OF, timezone=TIMEZONE, tables=["sales", "members"],
+    with source.open_source(db, as_of=AS_OF, timezone=TIMEZONE,
+                            tables=["sales", "inactive_members"],
                             warehouse=warehouse_of(path) if kept else None) as src:
-        step("read: the new day into the warehouse, the members" if kept
-             else "read: the sales and members (SQLite → DuckDB)")
+        step("read: the new day into the warehouse, who is not active" if kept
+             else "read: the sales, who is not active (SQLite → DuckDB)")
+        read_parts = dict(src.timings)
         inputs = scores.model_inputs(src)
         step("summarise: (x, t_x, T, m) per buyer")
     fitted = scores.fit(inputs)
@@ -477,7 +479,7 @@ def same_job_child(path: str, kept: bool = False) -> dict[str, Any]:
     predicted = scores.predict(model, inputs)
     step("predict: P(alive), E[30/90/365], spend, 12-month CLV")
     db.dispose()
-    return {"steps": step.seconds, "customers": len(inputs),
+    return {"steps": step.seconds, "customers": len(inputs), "read_parts": read_parts,
             "clv_total": float(np.nansum(predicted.clv)),
             "params": {k: fitted.params[k] for k in ("r", "alpha", "a", "b", "p", "q", "v")}}
 
@@ -685,6 +687,9 @@ def main() -> None:
                      + (f"; {same_s / kept_scan['sales_s']:.1f}×" if kept_scan else ""),
                      "", "aim: within 3×", "")
         console.print(like)
+        console.print("the read, of which (s; the warehouse's sync and the members' reading "
+                      "child run side by side): " + ", ".join(
+                          f"{k} {v:.2f}" for k, v in same["read_parts"].items()))
         console.print(f"patron's estimates: {same['params']}")
 
 

@@ -120,7 +120,7 @@ class Synthetic:
             source.configure(duck, workdir=workdir, memory_limit=None)
             for name, spec in RAW_TABLES.items():
                 columns = {c: _ARROW[k] for c, k in spec.columns}
-                rows = self.rows.get(name, [])
+                rows = self.rows.get(spec.source, [])
                 table = pa.table({c: pa.array([r.get(c) for r in rows], type=t)
                                   for c, t in columns.items()})
                 duck.register(f"arrow_{name}", table)

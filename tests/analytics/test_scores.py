@@ -210,23 +210,29 @@ def scored(db: Database) -> dict[str, Any]:
         cycles = scores.category_cycles(src)
         sales = src.sales.to_pyarrow()
         inputs = scores.model_inputs(src)
+    with source.open_source(db, as_of=AS_OF, timezone=TZ,
+                            tables=["sales", "inactive_members"]) as src:
+        lean = scores.model_inputs(src)  # as ``patron analytics fit`` reads
     fitted = scores.fit(history)
     table = scores.score(history, fitted)
     rows = {r["member_id"]: r for r in table.to_pylist()}
     return {"ids": ids, "rows": {k: rows[str(v)] for k, v in ids.items() if str(v) in rows},
             "history": history, "cycles": cycles.to_pylist(), "fit": fitted, "sales": sales,
-            "inputs": inputs}
+            "inputs": inputs, "lean_inputs": lean}
 
 
 def test_the_model_inputs_alone_are_the_history_s(scored: dict[str, Any]) -> None:
-    """``model_inputs`` (``patron analytics fit``) reads only the sales and members, and
-    must give the buyers exactly what ``member_history`` gives them."""
-    alone, whole = scored["inputs"], scored["history"].model_inputs()
-    assert alone.member_id.to_pylist() == whole.member_id.to_pylist()
-    assert len(alone) == int(scored["history"].bought.sum()) > 0
-    for name in ("frequency", "t_x_days", "age_days", "repeat_monetary"):
-        np.testing.assert_array_equal(getattr(alone, name), getattr(whole, name), err_msg=name)
-    assert scores.fit(alone).params == scored["fit"].params
+    """``model_inputs`` reads only the sales and the members (or, as ``patron analytics
+    fit`` reads, only who is not active), and must give the buyers exactly what
+    ``member_history`` gives them."""
+    whole = scored["history"].model_inputs()
+    for alone in (scored["inputs"], scored["lean_inputs"]):
+        assert alone.member_id.to_pylist() == whole.member_id.to_pylist()
+        assert len(alone) == int(scored["history"].bought.sum()) > 0
+        for name in ("frequency", "t_x_days", "age_days", "repeat_monetary"):
+            np.testing.assert_array_equal(getattr(alone, name), getattr(whole, name),
+                                          err_msg=name)
+        assert scores.fit(alone).params == scored["fit"].params
 
 
 def test_predictions_on_several_threads_equal_one(scored: dict[str, Any],

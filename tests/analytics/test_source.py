@@ -296,7 +296,7 @@ def _reference_tables(database: Database, tables: tuple[str, ...]) -> duckdb.Duc
         for name in raw:
             spec = canonical.RAW_TABLES[name]
             cols = ", ".join(f'"{c}"' for c, _ in spec.columns)
-            rows = conn.execute(text(f'SELECT {cols} FROM "{name}"')).all()
+            rows = conn.execute(text(f'SELECT {cols} FROM "{spec.source}"')).all()
             texts = ", ".join(f'"{c}" VARCHAR' for c, _ in spec.columns)
             duck.execute(f"CREATE TABLE text_{name} ({texts})")
             if rows:

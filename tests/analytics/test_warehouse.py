@@ -355,6 +355,9 @@ def test_scores_read_from_the_warehouse_equal_a_full_load(db: Database,
         h.sale(c, shop, at("2026-08-30"), total=400)
         erased = h.member(shop, at("2024-06-01"))  # a buyer whose record is deleted
         h.sale(erased, shop, at("2026-09-01"), total=300)  # a buyer: in the model's inputs
+        # imported history: sales from before the day the member joined, after the cutoff
+        imported = h.member(shop, at("2026-12-01"))
+        h.sale(imported, shop, at("2026-09-02"), total=800)
     night(db, D1, kept)
     with db.engine.begin() as conn:
         h.conn = conn
@@ -373,13 +376,18 @@ def test_scores_read_from_the_warehouse_equal_a_full_load(db: Database,
         assert warehouse.TOTALS not in src.loaded
         want, want_inputs = scores.member_history(src), scores.model_inputs(src)
         want_cycles = scores.category_cycles(src)
-    with source.open_source(db, as_of=d2, timezone=TZ, tables=["sales", "members"],
+    with source.open_source(db, as_of=d2, timezone=TZ, tables=["sales", "inactive_members"],
                             warehouse=kept) as src:  # as ``patron analytics fit`` reads
-        assert warehouse.GAPS not in src.loaded
+        assert warehouse.GAPS not in src.loaded and "members" not in src.loaded
+        assert src.table("inactive_members").count().to_pyarrow().as_py() == 3
         lean_inputs = scores.model_inputs(src)
+    with source.open_source(db, as_of=d2, timezone=TZ,
+                            tables=["sales", "inactive_members"]) as src:  # no warehouse
+        loaded_inputs = scores.model_inputs(src)
     _assert_same_history(got, want)
     assert got_cycles.equals(want_cycles) and want_cycles.num_rows == 2
-    for inputs in (got_inputs, lean_inputs):
+    assert len(want_inputs) == 2  # a and c: not b (merged), erased, or imported
+    for inputs in (got_inputs, lean_inputs, loaded_inputs):
         assert inputs.member_id.equals(want_inputs.member_id)
         for name in ("frequency", "t_x_days", "age_days", "repeat_monetary"):
             assert (getattr(inputs, name) == getattr(want_inputs, name)).all(), name

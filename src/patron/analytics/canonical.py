@@ -37,17 +37,25 @@ class RawTable:
 
     ``before``: a time column; rows at or after the cutoff are left out. ``latest``:
     (partition column, order column): keep only the last row of each partition (a
-    ledger's entry that holds the balance), after the ``before`` filter.
+    ledger's entry that holds the balance), after the ``before`` filter. ``table``: the
+    OLTP table read, when it is not ``name`` (a narrower read of a table that also has a
+    wider one).
     """
 
     name: str
     columns: tuple[tuple[str, Kind], ...]
     before: str | None = None
     latest: tuple[str, str] | None = None
+    table: str = ""
 
     @property
     def raw_name(self) -> str:
         return f"raw_{self.name}"
+
+    @property
+    def source(self) -> str:
+        """The OLTP table the rows come from."""
+        return self.table or self.name
 
 
 _ID, _TS, _INT, _TXT = Kind.UUID, Kind.TS, Kind.INT, Kind.TEXT
@@ -62,6 +70,9 @@ RAW_TABLES: dict[str, RawTable] = {t.name: t for t in (
                          ("enrolled_store_id", _ID), ("enrolled_by_id", _ID),
                          ("referred_by_id", _ID), ("status", _TXT), ("preferences", _TXT)),
              before="joined_at"),
+    # Three columns of every member, for a reader that needs only who is not active.
+    RawTable("member_states", (("id", _ID), ("status", _TXT), ("joined_at", _TS)),
+             table="members"),
     RawTable("tiers", (("id", _ID), ("code", _TXT))),
     RawTable("member_tiers", (("member_id", _ID), ("tier_id", _ID), ("since", _TS),
                               ("source", _TXT)), before="since"),
@@ -165,6 +176,9 @@ CANONICAL_SQL: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         LEFT JOIN raw_tiers tc_tier ON tc_tier.id = tc.to_tier_id
         LEFT JOIN raw_member_tiers mt ON mt.member_id = m.id
         LEFT JOIN raw_tiers mt_tier ON mt_tier.id = mt.tier_id"""),
+    "inactive_members": (("member_states",), (), """
+        SELECT id AS member_id FROM raw_member_states
+        WHERE status <> 'active' OR joined_at >= {cutoff}"""),
     "surveys": (("survey_invitations", "survey_responses"), (), """
         SELECT i.member_id, i.store_id, r.answered_at, r.csat, r.nps
         FROM raw_survey_responses r JOIN raw_survey_invitations i ON i.id = r.invitation_id"""),
@@ -247,7 +261,8 @@ CANONICAL_SQL["wallet_balances"] = (("wallet_accounts", "wallet_entries"), (), "
 
 #: Every canonical table, in an order where each comes after those it is built from.
 CANONICAL_TABLES: tuple[str, ...] = ("stores", "categories", "products", "sales", "lines",
-                                     "members", "surveys", "holdings", "messages",
+                                     "members", "inactive_members", "surveys", "holdings",
+                                     "messages",
                                      "points_lots", "wallet_balances", "tier_changes")
 
 
@@ -268,8 +283,8 @@ def sqlite_scanner_path() -> Path:
 
 #: What a request without a list of tables gets: everything but the reports' own tables.
 SCORING_TABLES: tuple[str, ...] = tuple(t for t in CANONICAL_TABLES
-                                        if t not in ("points_lots", "wallet_balances",
-                                                     "tier_changes"))
+                                        if t not in ("inactive_members", "points_lots",
+                                                     "wallet_balances", "tier_changes"))
 
 
 def needed(tables: Collection[str] | None) -> tuple[list[str], list[str]]:

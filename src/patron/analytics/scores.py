@@ -437,8 +437,11 @@ def model_inputs(src: Source) -> ModelInputs:
     ``patron analytics fit`` needs, the same figures ``member_history`` gives."""
     kept = TOTALS in src.loaded
     per = src.table(TOTALS) if kept else purchase_totals_expr(src.sales)
-    members = _active_members(src).select("member_id")
-    table = (per.join(members, "member_id").order_by("member_id")
+    if "inactive_members" in src.loaded:  # every buyer is a member: all but these
+        buyers = per.anti_join(src.table("inactive_members"), "member_id")
+    else:
+        buyers = per.join(_active_members(src).select("member_id"), "member_id")
+    table = (buyers.order_by("member_id")
              .select("member_id", "purchases", "first_at", "last_at", "first_net", "total_net")
              .to_pyarrow())
 

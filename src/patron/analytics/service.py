@@ -254,12 +254,16 @@ def nightly(db: Database, clock: Clock, *, timezone: str, day: date | None = Non
 
 
 def fit_database(db: Database, clock: Clock, *, timezone: str, as_of: date | None = None,
-                 unit: TimeUnit = TimeUnit.DAYS) -> tuple[date, scores.Fit]:
+                 unit: TimeUnit = TimeUnit.DAYS,
+                 warehouse: Path | None = None) -> tuple[date, scores.Fit]:
     """Fit the models on the database's sales through ``as_of`` without writing anything
-    (``patron analytics fit`` without ``--data``)."""
+    to the database (``patron analytics fit`` without ``--data``). It reads what the
+    purchase models need and nothing more: the sales, and who is active. ``warehouse``:
+    the kept history (``analytics.warehouse``), brought up to date as a refresh would
+    (its purchase totals only; the rest catch up at the next refresh)."""
     day = as_of or source.default_as_of(clock.now(), timezone)
-    with source.open_source(db, as_of=day, timezone=timezone,
-                            tables=["sales", "members"]) as src:
+    with source.open_source(db, as_of=day, timezone=timezone, warehouse=warehouse,
+                            tables=["sales", "inactive_members"]) as src:
         inputs = scores.model_inputs(src)
     return day, scores.fit(inputs, unit=unit)
 

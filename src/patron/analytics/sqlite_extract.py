@@ -72,7 +72,7 @@ def extract(database: str, out: str, cutoff: datetime, tables: list[str], *,
         for name in raw:
             spec = RAW_TABLES[name]
             cols = ", ".join(_column(col, kind) for col, kind in spec.columns)
-            scan = f"SELECT {cols} FROM oltp.{name}"  # noqa: S608 - our names
+            scan = f"SELECT {cols} FROM oltp.{spec.source}"  # noqa: S608 - our names
             duck.execute(f"CREATE TEMP VIEW {spec.raw_name} AS {cut_sql(spec, scan, cutoff)}")
         timings = {"attach": time.perf_counter() - started,
                    **build_canonical(duck, canonical, cutoff)}

@@ -157,7 +157,8 @@ def _fit_database(database_url: str | None, calibration_end: str | None, unit: T
     db = Database.from_url(settings.database_url)
     try:
         day, fitted = service.fit_database(db, SystemClock(), timezone=settings.default_timezone,
-                                           as_of=as_of, unit=unit)
+                                           as_of=as_of, unit=unit,
+                                           warehouse=settings.analytics_warehouse_path())
     except PatronError as exc:
         raise typer.BadParameter(exc.message, param_hint="--database-url") from exc
     finally:
