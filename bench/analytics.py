@@ -687,7 +687,7 @@ def main() -> None:
                      + (f"; {same_s / kept_scan['sales_s']:.1f}×" if kept_scan else ""),
                      "", "aim: within 3×", "")
         console.print(like)
-        console.print("the read, of which (s; the warehouse's sync and the members' reading "
+        console.print("the read, of which (s; the warehouse's sync and the reading child "
                       "child run side by side): " + ", ".join(
                           f"{k} {v:.2f}" for k, v in same["read_parts"].items()))
         console.print(f"patron's estimates: {same['params']}")
