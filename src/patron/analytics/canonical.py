@@ -39,7 +39,9 @@ class RawTable:
     (partition column, order column): keep only the last row of each partition (a
     ledger's entry that holds the balance), after the ``before`` filter. ``table``: the
     OLTP table read, when it is not ``name`` (a narrower read of a table that also has a
-    wider one).
+    wider one). ``where``: a condition on the table's own columns that the OLTP database
+    applies (only the rows that meet it leave it), in SQL that SQLite, PostgreSQL and
+    DuckDB all take; ``{cutoff}`` stands for the cutoff as a time literal of each.
     """
 
     name: str
@@ -47,6 +49,7 @@ class RawTable:
     before: str | None = None
     latest: tuple[str, str] | None = None
     table: str = ""
+    where: str = ""
 
     @property
     def raw_name(self) -> str:
@@ -70,9 +73,9 @@ RAW_TABLES: dict[str, RawTable] = {t.name: t for t in (
                          ("enrolled_store_id", _ID), ("enrolled_by_id", _ID),
                          ("referred_by_id", _ID), ("status", _TXT), ("preferences", _TXT)),
              before="joined_at"),
-    # Three columns of every member, for a reader that needs only who is not active.
+    # Who is not active (a few rows), for a reader that needs nothing else of the members.
     RawTable("member_states", (("id", _ID), ("status", _TXT), ("joined_at", _TS)),
-             table="members"),
+             table="members", where="status <> 'active' OR joined_at >= {cutoff}"),
     RawTable("tiers", (("id", _ID), ("code", _TXT))),
     RawTable("member_tiers", (("member_id", _ID), ("tier_id", _ID), ("since", _TS),
                               ("source", _TXT)), before="since"),
@@ -177,8 +180,7 @@ CANONICAL_SQL: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         LEFT JOIN raw_member_tiers mt ON mt.member_id = m.id
         LEFT JOIN raw_tiers mt_tier ON mt_tier.id = mt.tier_id"""),
     "inactive_members": (("member_states",), (), """
-        SELECT id AS member_id FROM raw_member_states
-        WHERE status <> 'active' OR joined_at >= {cutoff}"""),
+        SELECT id AS member_id FROM raw_member_states"""),
     "surveys": (("survey_invitations", "survey_responses"), (), """
         SELECT i.member_id, i.store_id, r.answered_at, r.csat, r.nps
         FROM raw_survey_responses r JOIN raw_survey_invitations i ON i.id = r.invitation_id"""),
@@ -417,6 +419,8 @@ def build_canonical(duck: duckdb.DuckDBPyConnection, canonical: Collection[str],
 def cut_sql(spec: RawTable, select: str, cutoff: datetime) -> str:
     """Wrap a SELECT of a raw table with its cutoff filter and last-entry rule (DuckDB)."""
     sql = select
+    if spec.where:  # already applied by the OLTP database where it can be; the same rows
+        sql = f"SELECT * FROM ({sql}) WHERE {spec.where.format(cutoff=ts_literal(cutoff))}"  # noqa: S608 - our names
     if spec.before:
         sql = f'SELECT * FROM ({sql}) WHERE "{spec.before}" < {ts_literal(cutoff)}'  # noqa: S608 - our names
     if spec.latest:

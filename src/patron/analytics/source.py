@@ -396,7 +396,10 @@ def _pg_select(spec: RawTable, cutoff: datetime) -> str:
     literal made from a datetime, never from user text)."""
     cols = ", ".join(f'"{c}"' for c, _ in spec.columns)
     literal = f"TIMESTAMPTZ '{cutoff.astimezone(UTC).isoformat()}'"
-    where = f' WHERE "{spec.before}" < {literal}' if spec.before else ""
+    conditions = [f'"{spec.before}" < {literal}'] if spec.before else []
+    if spec.where:
+        conditions.append(f"({spec.where.format(cutoff=literal)})")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     if spec.latest:
         part, order = spec.latest
         return (f'SELECT DISTINCT ON ("{part}") {cols} FROM "{spec.source}"{where} '  # noqa: S608 - our names
