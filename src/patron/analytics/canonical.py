@@ -264,8 +264,8 @@ CANONICAL_SQL["wallet_balances"] = (("wallet_accounts", "wallet_entries"), (), "
 #: Every canonical table, in an order where each comes after those it is built from.
 CANONICAL_TABLES: tuple[str, ...] = ("stores", "categories", "products", "sales", "lines",
                                      "members", "inactive_members", "surveys", "holdings",
-                                     "messages",
-                                     "points_lots", "wallet_balances", "tier_changes")
+                                     "messages", "points_lots", "wallet_balances",
+                                     "tier_changes")
 
 
 def sqlite_scanner_path() -> Path:

@@ -258,7 +258,7 @@ def fit_database(db: Database, clock: Clock, *, timezone: str, as_of: date | Non
                  warehouse: Path | None = None) -> tuple[date, scores.Fit]:
     """Fit the models on the database's sales through ``as_of`` without writing anything
     to the database (``patron analytics fit`` without ``--data``). It reads what the
-    purchase models need and nothing more: the sales, and who is active. ``warehouse``:
+    purchase models need and nothing more: the sales, and who is not active. ``warehouse``:
     the kept history (``analytics.warehouse``), brought up to date as a refresh would
     (its purchase totals only; the rest catch up at the next refresh)."""
     day = as_of or source.default_as_of(clock.now(), timezone)

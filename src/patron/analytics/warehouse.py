@@ -66,7 +66,7 @@ import hashlib
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -320,9 +320,9 @@ def _full(engine: Engine, path: Path, database: str, cutoff: datetime, reason: s
         duck = duckdb.connect(str(fresh))
         try:
             configure(duck, workdir=workdir, memory_limit=memory_limit)
-            for name, sql in _derived_sql().items():
+            for name in DERIVED:
                 began_derived = time.perf_counter()
-                duck.execute(f"CREATE TABLE {name} AS {sql(_OVER[name])}")
+                duck.execute(f"CREATE TABLE {name} AS {_derived_sql(name, _OVER[name])}")
                 timings[name] = time.perf_counter() - began_derived
             duck.execute(_PENDING_TABLE)
             _write_meta(duck, Meta(version=VERSION, database=database, cutoff=cutoff,
@@ -492,7 +492,7 @@ def _fetch(conn: Connection, name: str, where: Any = None, *,
     gives them (hex text on SQLite, ``uuid.UUID`` on PostgreSQL): making a ``uuid.UUID``
     of each was a third of reading a night's changed sales, and DuckDB reads either.
     ``text_times``: times too, as SQLite stores them (naive UTC text)."""
-    table = _table(name)
+    table = _table(RAW_TABLES[name].source)
     as_text = (Kind.UUID, Kind.TS) if text_times else (Kind.UUID,)
     query = select(*(type_coerce(table.c[col], String) if kind in as_text else table.c[col]
                      for col, kind in RAW_TABLES[name].columns))
@@ -672,34 +672,25 @@ def _apply_merges(duck: duckdb.DuckDBPyConnection, merges: list[tuple[str, str]]
                      f"WHERE {name}.member_id = m.merged")
 
 
-def _derived_sql() -> dict[str, Callable[[str], str]]:
-    """Per derived table: the SQL that builds it from a relation of its source's rows
-    (``_OVER``), a function of that relation's name. The SQL is the Ibis expression the
-    scores use without a warehouse, compiled for DuckDB, so the two cannot differ; each
-    is compiled once per process (10-30 ms each time otherwise, every night)."""
-    from patron.analytics import scores
-
-    def compiled(expr: Callable[[Any], Any], columns: dict[str, str]) -> Callable[[str], str]:
-        def sql(relation: str) -> str:
-            return _compiled(expr, tuple(columns.items()), relation)
-        return sql
-
-    ids = {"member_id": "uuid", "category_id": "uuid", "occurred_on": "date"}
-    return {
-        TOTALS: compiled(scores.purchase_totals_expr, {
-            "member_id": "uuid", "occurred_on": "date", "occurred_at": "timestamp('UTC')",
-            "net_minor": "int64"}),
-        GAPS: compiled(scores.category_gaps_expr, {**ids, "quantity": "int64"}),
-        PAIRS: compiled(scores.pair_cycles_expr, {**ids, "gap": "int64"}),
-    }
-
-
 @functools.cache
-def _compiled(expr: Callable[[Any], Any], columns: tuple[tuple[str, str], ...],
-              relation: str) -> str:
+def _derived_sql(name: str, relation: str) -> str:
+    """The SQL that builds the derived table ``name`` from ``relation``, a relation of its
+    source's rows (``_OVER``). It is the Ibis expression the scores use without a
+    warehouse, compiled for DuckDB, so the two cannot differ; compiled once per process
+    (10-30 ms each time otherwise, every night)."""
     import ibis
 
-    return str(ibis.to_sql(expr(ibis.table(dict(columns), name=relation)), dialect="duckdb"))
+    from patron.analytics import scores  # it imports this module
+
+    ids = {"member_id": "uuid", "category_id": "uuid", "occurred_on": "date"}
+    expr, columns = {
+        TOTALS: (scores.purchase_totals_expr, {
+            "member_id": "uuid", "occurred_on": "date", "occurred_at": "timestamp('UTC')",
+            "net_minor": "int64"}),
+        GAPS: (scores.category_gaps_expr, {**ids, "quantity": "int64"}),
+        PAIRS: (scores.pair_cycles_expr, {**ids, "gap": "int64"}),
+    }[name]
+    return str(ibis.to_sql(expr(ibis.table(columns, name=relation)), dialect="duckdb"))
 
 
 #: Who changed since a derived table was last brought up to date, for the tables a sync
@@ -716,7 +707,7 @@ def _update_derived(duck: duckdb.DuckDBPyConnection, *, every: bool,
     to other categories, so every member's category gaps change."""
     duck.execute("CREATE OR REPLACE TEMP TABLE touched_ids AS "
                  "SELECT DISTINCT member_id FROM touched")
-    for name, sql in _derived_sql().items():
+    for name in DERIVED:
         over = _OVER[name]
         moved = every and name != TOTALS  # the totals do not read categories
         if name not in wanted:
@@ -730,7 +721,7 @@ def _update_derived(duck: duckdb.DuckDBPyConnection, *, every: bool,
                                 "WHERE name = ? AND member_id IS NULL", [name]).fetchone()
         if moved or (everyone is not None and everyone[0]):
             duck.execute(f"DELETE FROM {name}")  # noqa: S608 - our names
-            duck.execute(f"INSERT INTO {name} BY NAME {sql(over)}")
+            duck.execute(f"INSERT INTO {name} BY NAME {_derived_sql(name, over)}")
         else:
             duck.execute("CREATE OR REPLACE TEMP TABLE due AS SELECT member_id FROM "
                          "touched_ids UNION SELECT member_id FROM derived_pending "
@@ -739,7 +730,7 @@ def _update_derived(duck: duckdb.DuckDBPyConnection, *, every: bool,
                          "(SELECT member_id FROM due)")
             duck.execute(f"CREATE OR REPLACE TEMP VIEW due_{over} AS "  # noqa: S608 - our names
                          f"SELECT * FROM {over} WHERE member_id IN (SELECT member_id FROM due)")
-            duck.execute(f"INSERT INTO {name} BY NAME {sql(f'due_{over}')}")
+            duck.execute(f"INSERT INTO {name} BY NAME {_derived_sql(name, f'due_{over}')}")
         duck.execute("DELETE FROM derived_pending WHERE name = ?", [name])
 
 
