@@ -18,6 +18,9 @@ by its end (the child process that reads SQLite is reported separately). Beside 
     .venv/bin/python bench/analytics.py --members 100000     # about 1,000,000 lines
     .venv/bin/python bench/analytics.py --rebuild            # regenerate the database
     .venv/bin/python bench/analytics.py --scores-steps       # + the scores path alone
+    # the same on PostgreSQL (that database is dropped and filled from the SQLite file):
+    URL=postgresql://postgres@127.0.0.1:5432/patron_bench_analytics
+    .venv/bin/python bench/analytics.py --database-url $URL --warehouse
 
 The stage table's CPU column counts this process and its finished children; the "of
 which" rows split the stages' wall and CPU seconds between the scores, the portraits and
@@ -44,6 +47,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import make_url
 
 from patron.analytics import service, source
 from patron.core import migrate
@@ -230,6 +234,113 @@ def floor(path: str) -> dict[str, float]:
             "peak_mb": peak_mb()}
 
 
+# ---------------------------------------------------------------- PostgreSQL
+
+#: The tables ``generate`` fills (in foreign-key order); the rest are the refresh's output.
+SOURCE_TABLES = ("stores", "categories", "products", "members", "sales", "sale_lines")
+
+
+def copy_to_postgresql(path: Path, url: str) -> dict[str, float]:
+    """Fill the PostgreSQL database at ``url`` with the generated file's source tables.
+
+    The database is dropped and created again, migrated, and each table streamed across
+    as CSV: DuckDB reads SQLite's values as the text SQLite stores (32-digit ids, naive UTC
+    times, 0/1 booleans, JSON text), Arrow writes batches of CSV (nulls unquoted, every
+    value quoted, so an empty string stays one), and ``COPY ... FROM STDIN`` parses them,
+    in a session whose time zone is UTC. Foreign keys are not checked during the copy (the
+    rows come from a database that checked them); ANALYZE runs at the end.
+    """
+    import io
+
+    import duckdb
+    import psycopg
+    from pyarrow import csv as pacsv
+
+    target = make_url(url)
+    name = target.database
+    server = target.set(database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(server.replace("postgresql+psycopg", "postgresql"),
+                         autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    db = database(url)
+    migrate.upgrade(db.engine)
+    db.dispose()
+    seconds: dict[str, float] = {}
+    duck = duckdb.connect()
+    duck.execute("SET enable_progress_bar = false")
+    duck.execute(f"LOAD '{source.sqlite_scanner_path()}'")
+    duck.execute("SET sqlite_all_varchar = true")
+    duck.execute(f"ATTACH '{path}' AS oltp (TYPE sqlite, READ_ONLY)")
+    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+    plain = target.render_as_string(hide_password=False).replace("postgresql+psycopg",
+                                                                  "postgresql")
+    with psycopg.connect(plain) as pg:
+        pg.execute("SET TIME ZONE 'UTC'")
+        pg.execute("SET session_replication_role = replica")  # no FK triggers
+        for table in SOURCE_TABLES:
+            began = time.perf_counter()
+            columns = [row[1] for row in duck.execute(
+                f"SELECT * FROM pragma_table_info('oltp.{table}')").fetchall()]
+            names = ", ".join(f'"{c}"' for c in columns)
+            reader = duck.execute(f"SELECT {names} FROM oltp.{table}").fetch_record_batch(
+                100_000)
+            with pg.cursor().copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)") as copy:
+                for batch in reader:
+                    buffer = io.BytesIO()
+                    pacsv.write_csv(batch, buffer, options)
+                    copy.write(buffer.getvalue())
+            pg.commit()
+            seconds[table] = time.perf_counter() - began
+        pg.execute("SET session_replication_role = DEFAULT")
+        pg.commit()
+    with psycopg.connect(plain, autocommit=True) as pg:
+        began = time.perf_counter()
+        pg.execute("VACUUM ANALYZE")
+        seconds["vacuum analyze"] = time.perf_counter() - began
+    duck.close()
+    return seconds
+
+
+def postgresql_holds(path: Path, url: str) -> bool:
+    """Whether the PostgreSQL database already holds the file's sales (a copy made by an
+    earlier run), so the copy can be skipped."""
+    want = sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute(
+        "SELECT count(*) FROM sales").fetchone()
+    try:
+        db = database(url)
+        with db.read() as session:
+            got = session.connection().exec_driver_sql("SELECT count(*) FROM sales").scalar()
+        db.dispose()
+    except Exception:
+        return False
+    return want is not None and got == want[0]
+
+
+def postgresql_floor(url: str) -> dict[str, float]:
+    """Run in a child process: PostgreSQL's own group-by of the sales, the result streamed
+    out with COPY (the engine's raw scan, as DuckDB's is over SQLite), and a line count."""
+    import psycopg
+
+    plain = make_url(url).render_as_string(hide_password=False).replace(
+        "postgresql+psycopg", "postgresql")
+    sql = ("SELECT member_id, count(*) AS n, sum(total_minor - refunded_minor) AS net "
+           "FROM sales WHERE member_id IS NOT NULL GROUP BY member_id")
+    with psycopg.connect(plain) as pg:
+        started = time.perf_counter()
+        groups = 0
+        with pg.cursor().copy(f"COPY ({sql}) TO STDOUT") as copy:
+            for block in copy:
+                groups += bytes(block).count(b"\n")
+        sales_s = time.perf_counter() - started
+        started = time.perf_counter()
+        lines = pg.execute("SELECT count(*), sum(total_minor) FROM sale_lines").fetchone()
+        lines_s = time.perf_counter() - started
+    assert lines is not None
+    return {"groups": groups, "sales_s": sales_s, "lines": lines[0], "lines_s": lines_s,
+            "peak_mb": peak_mb()}
+
+
 # ---------------------------------------------------------------- lifetimes
 
 # The lifetimes pipeline end to end, as its documentation runs it: the member sales out of
@@ -342,9 +453,22 @@ def as_the_worker_is() -> None:
          "net_minor": "int64"}, name="sales")), dialect="duckdb")
 
 
-def warehouse_of(path: str) -> Path:
-    """The bench's analytics warehouse file (``--warehouse``)."""
-    return Path(f"{path}.warehouse.duckdb")
+def is_url(target: str) -> bool:
+    """Whether a child's target is a PostgreSQL URL (``--database-url``), not a SQLite path."""
+    return target.startswith("postgresql")
+
+
+def database(target: str) -> Database:
+    """The bench's database: the SQLite file at ``target``, or the PostgreSQL URL."""
+    return Database.from_url(target if is_url(target) else f"sqlite:///{target}")
+
+
+def warehouse_of(target: str) -> Path:
+    """The bench's analytics warehouse file (``--warehouse``): next to the SQLite file, or
+    in ``bench/out`` named after the PostgreSQL database."""
+    if is_url(target):
+        return OUT / f"postgresql-{make_url(target).database}.warehouse.duckdb"
+    return Path(f"{target}.warehouse.duckdb")
 
 
 def prime_child(path: str) -> dict[str, Any]:
@@ -352,7 +476,7 @@ def prime_child(path: str) -> dict[str, Any]:
     measured refresh is an ordinary night: the new day's sales and the late ones."""
     from patron.analytics import warehouse
 
-    db = Database.from_url(f"sqlite:///{path}")
+    db = database(path)
     migrate.upgrade(db.engine)
     began, used = time.perf_counter(), cpu_seconds()
     with warehouse.acquire(warehouse_of(path)):
@@ -381,7 +505,7 @@ def kept_floor(path: str) -> dict[str, Any]:
 def refresh_child(path: str, kept: bool = False) -> dict[str, Any]:
     """Run in a child process (so its memory figures are the refresh's own)."""
     as_the_worker_is()
-    db = Database.from_url(f"sqlite:///{path}")
+    db = database(path)
     marks: dict[str, float] = {}
     cpu: dict[str, float] = {}
 
@@ -419,7 +543,7 @@ def scores_steps_child(path: str, kept: bool = False) -> dict[str, Any]:
     from patron.analytics.tables import CategoryCycle, MemberScore
 
     as_the_worker_is()
-    db = Database.from_url(f"sqlite:///{path}")
+    db = database(path)
     step = Steps()
 
     with source.open_source(db, as_of=AS_OF, timezone=TIMEZONE,
@@ -461,7 +585,7 @@ def same_job_child(path: str, kept: bool = False) -> dict[str, Any]:
     from patron.analytics import scores
 
     as_the_worker_is()
-    db = Database.from_url(f"sqlite:///{path}")
+    db = database(path)
     step = Steps()
 
     with source.open_source(db, as_of=AS_OF, timezone=TIMEZONE,
@@ -484,15 +608,22 @@ def same_job_child(path: str, kept: bool = False) -> dict[str, Any]:
             "params": {k: fitted.params[k] for k in ("r", "alpha", "a", "b", "p", "q", "v")}}
 
 
-def _refreshed(path: Path) -> bool:
+def _refreshed(target: str) -> bool:
     """Whether the database has recorded an analytics run."""
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return con.execute("SELECT 1 FROM analytics_runs LIMIT 1").fetchone() is not None
-    except sqlite3.OperationalError:  # not migrated yet: no run
-        return False
-    finally:
-        con.close()
+    if not is_url(target):
+        con = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
+        try:
+            return con.execute("SELECT 1 FROM analytics_runs LIMIT 1").fetchone() is not None
+        except sqlite3.OperationalError:  # not migrated yet: no run
+            return False
+        finally:
+            con.close()
+    db = database(target)
+    with db.read() as session:
+        found = session.connection().exec_driver_sql(
+            "SELECT 1 FROM analytics_runs LIMIT 1").scalar()
+    db.dispose()
+    return found is not None
 
 
 def _child(flag: str, *args: str) -> Any:
@@ -520,7 +651,12 @@ def main() -> None:
                         help="keep the sales history in a warehouse file between refreshes "
                              "(built in full as of the day before, then the measured "
                              "refresh reads the new day)")
+    parser.add_argument("--database-url", metavar="URL",
+                        help="run on this PostgreSQL database instead of the SQLite file: it "
+                             "is dropped and filled with the file's source tables first "
+                             "(unless it holds them already); lifetimes reads the file")
     parser.add_argument("--prime-child", help=argparse.SUPPRESS)
+    parser.add_argument("--pg-floor-child", help=argparse.SUPPRESS)
     parser.add_argument("--kept-floor-child", help=argparse.SUPPRESS)
     parser.add_argument("--floor-child", help=argparse.SUPPRESS)
     parser.add_argument("--scores-child", help=argparse.SUPPRESS)
@@ -530,6 +666,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.floor_child:
         print(json.dumps(floor(args.floor_child)))
+        return
+    if args.pg_floor_child:
+        print(json.dumps(postgresql_floor(args.pg_floor_child)))
         return
     if args.prime_child:
         print(json.dumps(prime_child(args.prime_child)))
@@ -562,33 +701,43 @@ def main() -> None:
         counts = _child("--generate-child", str(path), str(args.members), str(args.seed))
         console.print(f"generated {counts} in {time.perf_counter() - started:.0f} s")
 
+    target, backend = str(path), "SQLite"
+    if args.database_url:
+        target, backend = args.database_url, "PostgreSQL"
+        if postgresql_holds(path, target):
+            console.print("PostgreSQL holds the file's tables already: not copied")
+        else:
+            console.print(f"Copying {path.name} into PostgreSQL ...")
+            copied = copy_to_postgresql(path, target)
+            console.print("copied (s): " + ", ".join(f"{k} {v:.1f}" for k, v in copied.items()))
     kept = ["--warehouse"] if args.warehouse else []
-    if args.warehouse and not _refreshed(path):
+    if args.warehouse and not _refreshed(target):
         # The warehouse belongs to the database's first analytics run (``warehouse.identity``):
         # primed before any run, it would be rebuilt by the measured refresh, which records
         # the first. A first night is a full build, not the ordinary night measured here.
         console.print("First refresh of this database (it builds the warehouse) ...")
-        first = _child("--refresh-child", str(path), *kept)
+        first = _child("--refresh-child", target, *kept)
         console.print(f"first refresh: {sum(first['stages'].values()):.0f} s")
     load = os.getloadavg()
-    scan = _child("--floor-child", str(path))
-    primed = _child("--prime-child", str(path)) if args.warehouse else None
-    run = _child("--refresh-child", str(path), *kept)
-    kept_scan = _child("--kept-floor-child", str(path)) if args.warehouse else None
+    scan = _child("--pg-floor-child" if is_url(target) else "--floor-child", target)
+    primed = _child("--prime-child", target) if args.warehouse else None
+    run = _child("--refresh-child", target, *kept)
+    kept_scan = _child("--kept-floor-child", target) if args.warehouse else None
     lt = lifetimes_run(args.lifetimes_python, path) if args.lifetimes_python else None
     if args.scores_steps and args.warehouse:
-        _child("--prime-child", str(path))  # the night before again
-    alone = _child("--scores-child", str(path), *kept) if args.scores_steps else None
+        _child("--prime-child", target)  # the night before again
+    alone = _child("--scores-child", target, *kept) if args.scores_steps else None
     if args.scores_steps and args.warehouse:
-        _child("--prime-child", str(path))
-    same = _child("--same-job-child", str(path), *kept) if args.scores_steps else None
+        _child("--prime-child", target)
+    same = _child("--same-job-child", target, *kept) if args.scores_steps else None
 
     params, stages = run["params"], run["stages"]
     table = Table("stage", "seconds", "CPU s", "peak RSS (MB)", "what",
                   title=f"patron analytics refresh: {run['members']:,} members, "
-                        f"{run['sales']:,} sales, {run['lines']:,} lines (SQLite; "
+                        f"{run['sales']:,} sales, {run['lines']:,} lines ({backend}; "
                         f"{os.cpu_count()} cores, load average {load[0]:.1f} at the start)")
-    what = {"load": "SQLite → DuckDB in a child process: canonical tables",
+    what = {"load": ("the new day into the warehouse" if args.warehouse else
+                     f"{backend} → DuckDB: canonical tables"),
             "summarise": "per member and member × category (Ibis on DuckDB)",
             "fit": f"BG/NBD on {params.get('rows', 0):,} distinct rows + Gamma-Gamma",
             "score": "RFM, P(alive), expected purchases, CLV, lifecycle, loyalty, bonds",
@@ -598,8 +747,9 @@ def main() -> None:
                       f"{run['peak_mb'][name]:,.0f}", what[name])
     table.add_row("total", f"{sum(stages.values()):.2f}", f"{sum(run['cpu_s'].values()):.2f}",
                   "", "", style="bold")
-    table.add_row("(SQLite reading child)", "", "", f"{run['child_peak_mb']:,.0f}",
-                  "the child process of the load stage (its CPU is in load)")
+    if not is_url(target):
+        table.add_row("(SQLite reading child)", "", "", f"{run['child_peak_mb']:,.0f}",
+                      "the child process of the load stage (its CPU is in load)")
     parts, parts_cpu = params.get("parts", {}), params.get("parts_cpu", {})
     for part, what_part in (("scores", "member summaries, category cycles, score, their write"),
                             ("portraits", "profiles, tags, clusters and their write"),
@@ -611,9 +761,10 @@ def main() -> None:
     console.print(table)
 
     other = Table("comparison", "seconds", "detail", title="Beside it")
-    other.add_row("DuckDB scan floor: sales GROUP BY member", f"{scan['sales_s']:.2f}",
-                  f"{scan['groups']:,} members; sqlite_scan, child process")
-    other.add_row("DuckDB scan floor: sum over sale_lines", f"{scan['lines_s']:.2f}",
+    engine = "PostgreSQL (COPY out)" if is_url(target) else "DuckDB over SQLite"
+    other.add_row(f"scan floor, {engine}: sales GROUP BY member", f"{scan['sales_s']:.2f}",
+                  f"{scan['groups']:,} members; child process")
+    other.add_row(f"scan floor, {engine}: sum over sale_lines", f"{scan['lines_s']:.2f}",
                   f"{scan['lines']:,} lines")
     if kept_scan is not None and primed is not None:
         other.add_row("DuckDB scan floor over the warehouse's sales: GROUP BY member",
@@ -700,7 +851,7 @@ def main() -> None:
         if lt_s is not None:
             like.add_row("lifetimes / patron", f"{lt_s / same_s:.1f}×", "", "aim: 20×", "",
                          style="bold")
-        like.add_row("patron / the scan floor (over SQLite; over the warehouse)",
+        like.add_row(f"patron / the scan floor (over {backend}; over the warehouse)",
                      f"{same_s / scan['sales_s']:.1f}×"
                      + (f"; {same_s / kept_scan['sales_s']:.1f}×" if kept_scan else ""),
                      "", "aim: within 3×", "")
