@@ -370,11 +370,22 @@ def mark(step, t, c):
 
 
 t, c = time.perf_counter(), used()
-con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-tx = pd.read_sql_query(
-    "SELECT member_id, occurred_at, total_minor - refunded_minor AS net FROM sales "
-    "WHERE member_id IS NOT NULL AND occurred_at < ? AND total_minor - refunded_minor > 0",
-    con, params=(cutoff,))
+if path.startswith("postgresql"):  # the times as the same text SQLite keeps (UTC)
+    import warnings
+    import psycopg2
+    warnings.simplefilter("ignore")  # pandas prefers SQLAlchemy; a DBAPI connection works
+    con = psycopg2.connect(path)
+    tx = pd.read_sql_query(
+        "SELECT member_id::text AS member_id, to_char(occurred_at AT TIME ZONE 'UTC', "
+        "'YYYY-MM-DD HH24:MI:SS.US') AS occurred_at, total_minor - refunded_minor AS net "
+        "FROM sales WHERE member_id IS NOT NULL AND occurred_at < %s::timestamptz "
+        "AND total_minor - refunded_minor > 0", con, params=(cutoff + "+00",))
+else:
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    tx = pd.read_sql_query(
+        "SELECT member_id, occurred_at, total_minor - refunded_minor AS net FROM sales "
+        "WHERE member_id IS NOT NULL AND occurred_at < ? AND total_minor - refunded_minor > 0",
+        con, params=(cutoff,))
 tx["occurred_at"] = (pd.to_datetime(tx["occurred_at"], format="%Y-%m-%d %H:%M:%S.%f")
                      + pd.Timedelta(hours=offset_hours))
 t, c = mark("read sales into pandas", t, c)
@@ -402,8 +413,9 @@ print(json.dumps({"marks": marks, "cpu": cpu, "customers": len(summary), "rows":
 """
 
 
-def lifetimes_run(python: str, path: Path) -> dict[str, Any]:
-    """The lifetimes pipeline under ``python`` (a venv with lifetimes) on the same file."""
+def lifetimes_run(python: str, path: Path | str) -> dict[str, Any]:
+    """The lifetimes pipeline under ``python`` (a venv with lifetimes) on the same file, or
+    on the PostgreSQL database at the URL ``path`` (its venv needs psycopg2-binary too)."""
     cutoff = source.cutoff_for(AS_OF, TIMEZONE)
     offset = datetime.combine(AS_OF, datetime.min.time(),
                               tzinfo=ZoneInfo(TIMEZONE)).utcoffset()
@@ -654,7 +666,8 @@ def main() -> None:
     parser.add_argument("--database-url", metavar="URL",
                         help="run on this PostgreSQL database instead of the SQLite file: it "
                              "is dropped and filled with the file's source tables first "
-                             "(unless it holds them already); lifetimes reads the file")
+                             "(unless it holds them already); lifetimes reads it too (its "
+                             "venv needs psycopg2-binary as well)")
     parser.add_argument("--prime-child", help=argparse.SUPPRESS)
     parser.add_argument("--pg-floor-child", help=argparse.SUPPRESS)
     parser.add_argument("--kept-floor-child", help=argparse.SUPPRESS)
@@ -723,7 +736,7 @@ def main() -> None:
     primed = _child("--prime-child", target) if args.warehouse else None
     run = _child("--refresh-child", target, *kept)
     kept_scan = _child("--kept-floor-child", target) if args.warehouse else None
-    lt = lifetimes_run(args.lifetimes_python, path) if args.lifetimes_python else None
+    lt = lifetimes_run(args.lifetimes_python, target) if args.lifetimes_python else None
     if args.scores_steps and args.warehouse:
         _child("--prime-child", target)  # the night before again
     alone = _child("--scores-child", target, *kept) if args.scores_steps else None
