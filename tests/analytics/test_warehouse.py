@@ -392,3 +392,20 @@ def test_scores_read_from_the_warehouse_equal_a_full_load(db: Database,
         for name in ("frequency", "t_x_days", "age_days", "repeat_monetary"):
             assert (getattr(inputs, name) == getattr(want_inputs, name)).all(), name
     assert want.purchases.tolist() == [4, 5]  # a; c with the days merged in from b
+
+
+def test_times_read_as_text_are_staged_as_the_instants_they_name() -> None:
+    """The sync reads times as text: SQLite's naive UTC text, or PostgreSQL's text of a
+    ``timestamptz``, which carries the session's offset. Both are staged as the same
+    instant, whatever the offset; ids come as 32 hex digits or dashed."""
+    duck = duckdb.connect()
+    warehouse.configure(duck, workdir=".", memory_limit=None)
+    sale, store = uuid.uuid4(), uuid.uuid4()
+    rows = [(sale.hex, str(store), None, text, 100, 0, 100)
+            for text in ("2026-11-21 08:00:00.250000", "2026-11-21 16:00:00.25+08",
+                         "2026-11-21 02:30:00.25-05:30")]
+    warehouse._stage(duck, "sales", rows, text_times=True)
+    got = duck.execute("SELECT DISTINCT CAST(id AS VARCHAR), CAST(store_id AS VARCHAR), "
+                       "epoch_us(occurred_at) FROM raw_sales").fetchall()
+    want = datetime(2026, 11, 21, 8, 0, 0, 250000, tzinfo=UTC)
+    assert got == [(str(sale), str(store), int(want.timestamp() * 1_000_000))]

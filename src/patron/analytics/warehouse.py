@@ -74,7 +74,21 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import Connection, Engine, String, exists, func, select, type_coerce
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    Engine,
+    String,
+    Text,
+    Uuid,
+    any_,
+    cast,
+    exists,
+    func,
+    literal,
+    select,
+    type_coerce,
+)
 from sqlalchemy.engine import make_url
 
 from patron.analytics.canonical import (
@@ -381,9 +395,10 @@ def _incremental(engine: Engine, path: Path, meta: Meta, cutoff: datetime,
         new_mark, merges_digest, categories_digest = _marks(conn)
         stores = _fetch(conn, "stores")
         products = _fetch(conn, "products")
-        # SQLite keeps times as text: read as text, they go to DuckDB's C cast instead of
-        # Python's parse (a third of a night's read) and Arrow's conversion (its staging).
-        text_times = engine.dialect.name == "sqlite"
+        # Ids and times read as text go to DuckDB's C casts instead of Python's parse (a
+        # third of a night's read on SQLite, which keeps them as text) and Arrow's
+        # conversion (its staging); PostgreSQL writes them as text (``_fetch``).
+        text_times = True
         store_ids = [uuid.UUID(str(row[0])) for row in stores]  # RAW_TABLES["stores"]: id first
         changed = _changed_sales(conn, meta, cutoff, store_ids)
         rows = _fetch_sales(conn, changed, cutoff, text_times=text_times)
@@ -488,14 +503,21 @@ def _changed_sales(conn: Connection, meta: Meta, cutoff: datetime,
 
 def _fetch(conn: Connection, name: str, where: Any = None, *,
            text_times: bool = False) -> list[tuple[Any, ...]]:
-    """Rows of a raw table, its ``RAW_TABLES`` columns in order. Ids come as the driver
-    gives them (hex text on SQLite, ``uuid.UUID`` on PostgreSQL): making a ``uuid.UUID``
-    of each was a third of reading a night's changed sales, and DuckDB reads either.
-    ``text_times``: times too, as SQLite stores them (naive UTC text)."""
+    """Rows of a raw table, its ``RAW_TABLES`` columns in order, ids as text: on SQLite
+    as it stores them (32 hex digits), on PostgreSQL cast to text by the database (psycopg
+    would make a ``uuid.UUID`` of each: a third of reading a night's changed sales);
+    DuckDB reads either. ``text_times``: times too, as SQLite stores them (naive UTC
+    text) or as PostgreSQL writes a ``timestamptz`` (with its offset)."""
     table = _table(RAW_TABLES[name].source)
     as_text = (Kind.UUID, Kind.TS) if text_times else (Kind.UUID,)
-    query = select(*(type_coerce(table.c[col], String) if kind in as_text else table.c[col]
-                     for col, kind in RAW_TABLES[name].columns))
+    written = conn.dialect.name == "postgresql"
+
+    def column(col: str, kind: Kind) -> Any:
+        if kind not in as_text:
+            return table.c[col]
+        return cast(table.c[col], Text) if written else type_coerce(table.c[col], String)
+
+    query = select(*(column(col, kind) for col, kind in RAW_TABLES[name].columns))
     if where is not None:
         query = query.where(where)
     return [tuple(row) for row in conn.execute(query)]
@@ -505,30 +527,40 @@ def _fetch_sales(conn: Connection, ids: list[Any], cutoff: datetime, *,
                  text_times: bool = False) -> dict[str, list[tuple[Any, ...]]]:
     """The raw rows of the sales ``ids`` (as the driver gives them) as the canonical SQL
     reads them, cut at ``cutoff``. The ids go back to the driver as they came, which
-    takes them as it gave them, with no conversion on either side."""
+    takes them as it gave them, with no conversion on either side: on SQLite in ``IN``
+    lists of ``CHUNK``; on PostgreSQL as one ``uuid[]`` (``= ANY``), one statement a
+    table, where ``IN`` lists of thousands of parameters took twice as long."""
+    written = conn.dialect.name == "postgresql"
 
-    def key(name: str, col: str) -> Any:
-        return type_coerce(_table(name).c[col], String)
+    def among(name: str, col: str, some: list[Any]) -> Any:
+        if written:
+            return _table(name).c[col] == any_(literal(some, ARRAY(Uuid())))
+        return type_coerce(_table(name).c[col], String).in_(some)
+
+    def pieces(some: list[Any]) -> list[list[Any]]:
+        step = (len(some) or 1) if written else CHUNK
+        return [some[start:start + step] for start in range(0, len(some), step)]
 
     sales, refunds = _table("sales"), _table("refunds")
     rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _SALE_TABLES}
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
-        rows["sales"] += _fetch(conn, "sales", key("sales", "id").in_(chunk)
+    for chunk in pieces(ids):
+        rows["sales"] += _fetch(conn, "sales", among("sales", "id", chunk)
                                 & (sales.c.occurred_at < cutoff), text_times=text_times)
-        rows["sale_lines"] += _fetch(conn, "sale_lines", key("sale_lines", "sale_id")
-                                     .in_(chunk), text_times=text_times)
+        rows["sale_lines"] += _fetch(conn, "sale_lines", among("sale_lines", "sale_id", chunk),
+                                     text_times=text_times)
         rows["sale_discounts"] += _fetch(conn, "sale_discounts",
-                                         key("sale_discounts", "sale_id").in_(chunk),
+                                         among("sale_discounts", "sale_id", chunk),
                                          text_times=text_times)
-        found = _fetch(conn, "refunds", key("refunds", "sale_id").in_(chunk)
+        found = _fetch(conn, "refunds", among("refunds", "sale_id", chunk)
                        & (refunds.c.occurred_at < cutoff), text_times=text_times)
         rows["refunds"] += found
-        refund_ids = [r[0] for r in found]  # RAW_TABLES["refunds"]: id first
-        for inner in range(0, len(refund_ids), CHUNK):
-            rows["refund_lines"] += _fetch(
-                conn, "refund_lines", key("refund_lines", "refund_id")
-                .in_(refund_ids[inner:inner + CHUNK]), text_times=text_times)
+        refund_ids = [r[0] for r in found]  # RAW_TABLES["refunds"]: id first, as text
+        if written:  # where uuid = text is no operator
+            refund_ids = [uuid.UUID(i) for i in refund_ids]
+        for inner in pieces(refund_ids):
+            rows["refund_lines"] += _fetch(conn, "refund_lines",
+                                           among("refund_lines", "refund_id", inner),
+                                           text_times=text_times)
     return rows
 
 
@@ -592,7 +624,8 @@ def _stage(duck: duckdb.DuckDBPyConnection, name: str, rows: list[tuple[Any, ...
 
     Column by column: ids as text (``uuid.UUID`` objects made text) cast by DuckDB; times
     as Arrow reads them (a naive time is UTC, an aware one is converted to it), or with
-    ``text_times`` as SQLite's naive UTC text, cast by DuckDB as the load's child does."""
+    ``text_times`` as text (``_fetch``) cast by DuckDB, whose session is in UTC
+    (``configure``): naive text is UTC, text with an offset is converted."""
     spec = RAW_TABLES[name]
     values = list(zip(*rows, strict=True)) if rows else [() for _ in spec.columns]
     arrays = {}
@@ -605,14 +638,14 @@ def _stage(duck: duckdb.DuckDBPyConnection, name: str, rows: list[tuple[Any, ...
     view = f"arrow_{name}"
     duck.register(view, arrow)
 
-    def cast(col: str, kind: Kind) -> str:
+    def typed(col: str, kind: Kind) -> str:
         if kind is Kind.UUID:
             return f'CAST("{col}" AS UUID) AS "{col}"'
         if text_times and kind is Kind.TS:
-            return f'CAST(CAST("{col}" AS TIMESTAMP) AS TIMESTAMPTZ) AS "{col}"'
+            return f'CAST("{col}" AS TIMESTAMPTZ) AS "{col}"'
         return f'"{col}"'
 
-    casts = ", ".join(cast(col, kind) for col, kind in spec.columns)
+    casts = ", ".join(typed(col, kind) for col, kind in spec.columns)
     duck.execute(f"CREATE OR REPLACE TEMP TABLE {spec.raw_name} AS "  # noqa: S608 - our names
                  f"SELECT {casts} FROM {view}")
     duck.unregister(view)
