@@ -256,11 +256,8 @@ def copy_to_postgresql(path: Path, url: str) -> dict[str, float]:
     import psycopg
     from pyarrow import csv as pacsv
 
-    target = make_url(url)
-    name = target.database
-    server = target.set(database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(server.replace("postgresql+psycopg", "postgresql"),
-                         autocommit=True) as admin:
+    name = make_url(url).database
+    with psycopg.connect(libpq(url, "postgres"), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
     db = database(url)
@@ -273,8 +270,7 @@ def copy_to_postgresql(path: Path, url: str) -> dict[str, float]:
     duck.execute("SET sqlite_all_varchar = true")
     duck.execute(f"ATTACH '{path}' AS oltp (TYPE sqlite, READ_ONLY)")
     options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
-    plain = target.render_as_string(hide_password=False).replace("postgresql+psycopg",
-                                                                  "postgresql")
+    plain = libpq(url)
     with psycopg.connect(plain) as pg:
         pg.execute("SET TIME ZONE 'UTC'")
         pg.execute("SET session_replication_role = replica")  # no FK triggers
@@ -322,8 +318,7 @@ def postgresql_floor(url: str) -> dict[str, float]:
     out with COPY (the engine's raw scan, as DuckDB's is over SQLite), and a line count."""
     import psycopg
 
-    plain = make_url(url).render_as_string(hide_password=False).replace(
-        "postgresql+psycopg", "postgresql")
+    plain = libpq(url)
     sql = ("SELECT member_id, count(*) AS n, sum(total_minor - refunded_minor) AS net "
            "FROM sales WHERE member_id IS NOT NULL GROUP BY member_id")
     with psycopg.connect(plain) as pg:
@@ -473,6 +468,14 @@ def is_url(target: str) -> bool:
 def database(target: str) -> Database:
     """The bench's database: the SQLite file at ``target``, or the PostgreSQL URL."""
     return Database.from_url(target if is_url(target) else f"sqlite:///{target}")
+
+
+def libpq(url: str, database: str | None = None) -> str:
+    """``url`` as psycopg takes it (no SQLAlchemy driver name), on ``database`` if given."""
+    target = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        target = target.set(database=database)
+    return target.render_as_string(hide_password=False)
 
 
 def warehouse_of(target: str) -> Path:
@@ -648,8 +651,7 @@ def quiesce(target: str, most: float = 300.0) -> float:
     import psycopg
 
     began = time.perf_counter()
-    plain = make_url(target).render_as_string(hide_password=False).replace(
-        "postgresql+psycopg", "postgresql")
+    plain = libpq(target)
     with psycopg.connect(plain, autocommit=True) as pg:
         while time.perf_counter() - began < most:
             busy = pg.execute("SELECT count(*) FROM pg_stat_activity "
