@@ -395,13 +395,9 @@ def _incremental(engine: Engine, path: Path, meta: Meta, cutoff: datetime,
         new_mark, merges_digest, categories_digest = _marks(conn)
         stores = _fetch(conn, "stores")
         products = _fetch(conn, "products")
-        # Ids and times read as text go to DuckDB's C casts instead of Python's parse (a
-        # third of a night's read on SQLite, which keeps them as text) and Arrow's
-        # conversion (its staging); PostgreSQL writes them as text (``_fetch``).
-        text_times = True
         store_ids = [uuid.UUID(str(row[0])) for row in stores]  # RAW_TABLES["stores"]: id first
         changed = _changed_sales(conn, meta, cutoff, store_ids)
-        rows = _fetch_sales(conn, changed, cutoff, text_times=text_times)
+        rows = _fetch_sales(conn, changed, cutoff)
         merges = _merges(conn) if merges_digest != meta.merges else []
         # The check's count, in the same snapshot, while this thread works in DuckDB: the
         # count is a walk of an index of every sale (a quarter of a second at 7 M), and
@@ -421,7 +417,7 @@ def _incremental(engine: Engine, path: Path, meta: Meta, cutoff: datetime,
                     raise _Stale("a store's time zone changed")
                 _stage(duck, "products", products)
                 for name in _SALE_TABLES:
-                    _stage(duck, name, rows[name], text_times=text_times)
+                    _stage(duck, name, rows[name], text_times=True)
                 mark("stage")
                 duck.execute("BEGIN TRANSACTION")
                 _replace_small(duck)
@@ -523,13 +519,15 @@ def _fetch(conn: Connection, name: str, where: Any = None, *,
     return [tuple(row) for row in conn.execute(query)]
 
 
-def _fetch_sales(conn: Connection, ids: list[Any], cutoff: datetime, *,
-                 text_times: bool = False) -> dict[str, list[tuple[Any, ...]]]:
+def _fetch_sales(conn: Connection, ids: list[Any],
+                 cutoff: datetime) -> dict[str, list[tuple[Any, ...]]]:
     """The raw rows of the sales ``ids`` (as the driver gives them) as the canonical SQL
-    reads them, cut at ``cutoff``. The ids go back to the driver as they came, which
-    takes them as it gave them, with no conversion on either side: on SQLite in ``IN``
-    lists of ``CHUNK``; on PostgreSQL as one ``uuid[]`` (``= ANY``), one statement a
-    table, where ``IN`` lists of thousands of parameters took twice as long."""
+    reads them, cut at ``cutoff``, times as text: they go to DuckDB's C casts instead of
+    Python's parse (a third of a night's read on SQLite) and Arrow's conversion (its
+    staging). The ids go back to the driver as they came, which takes them as it gave
+    them, with no conversion on either side: on SQLite in ``IN`` lists of ``CHUNK``; on
+    PostgreSQL as one ``uuid[]`` (``= ANY``), one statement a table, where ``IN`` lists of
+    thousands of parameters took twice as long."""
     written = conn.dialect.name == "postgresql"
 
     def among(name: str, col: str, some: list[Any]) -> Any:
@@ -543,24 +541,22 @@ def _fetch_sales(conn: Connection, ids: list[Any], cutoff: datetime, *,
 
     sales, refunds = _table("sales"), _table("refunds")
     rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _SALE_TABLES}
+    fetch = functools.partial(_fetch, conn, text_times=True)
     for chunk in pieces(ids):
-        rows["sales"] += _fetch(conn, "sales", among("sales", "id", chunk)
-                                & (sales.c.occurred_at < cutoff), text_times=text_times)
-        rows["sale_lines"] += _fetch(conn, "sale_lines", among("sale_lines", "sale_id", chunk),
-                                     text_times=text_times)
-        rows["sale_discounts"] += _fetch(conn, "sale_discounts",
-                                         among("sale_discounts", "sale_id", chunk),
-                                         text_times=text_times)
-        found = _fetch(conn, "refunds", among("refunds", "sale_id", chunk)
-                       & (refunds.c.occurred_at < cutoff), text_times=text_times)
+        rows["sales"] += fetch("sales", among("sales", "id", chunk)
+                               & (sales.c.occurred_at < cutoff))
+        rows["sale_lines"] += fetch("sale_lines", among("sale_lines", "sale_id", chunk))
+        rows["sale_discounts"] += fetch("sale_discounts",
+                                        among("sale_discounts", "sale_id", chunk))
+        found = fetch("refunds", among("refunds", "sale_id", chunk)
+                      & (refunds.c.occurred_at < cutoff))
         rows["refunds"] += found
         refund_ids = [r[0] for r in found]  # RAW_TABLES["refunds"]: id first, as text
         if written:  # where uuid = text is no operator
             refund_ids = [uuid.UUID(i) for i in refund_ids]
         for inner in pieces(refund_ids):
-            rows["refund_lines"] += _fetch(conn, "refund_lines",
-                                           among("refund_lines", "refund_id", inner),
-                                           text_times=text_times)
+            rows["refund_lines"] += fetch("refund_lines",
+                                          among("refund_lines", "refund_id", inner))
     return rows
 
 
@@ -622,7 +618,7 @@ def _stage(duck: duckdb.DuckDBPyConnection, name: str, rows: list[tuple[Any, ...
            text_times: bool = False) -> None:
     """Put a raw table's rows in a temporary ``raw_<name>`` with the canonical types.
 
-    Column by column: ids as text (``uuid.UUID`` objects made text) cast by DuckDB; times
+    Column by column: ids as text (as ``_fetch`` reads them) cast by DuckDB; times
     as Arrow reads them (a naive time is UTC, an aware one is converted to it), or with
     ``text_times`` as text (``_fetch``) cast by DuckDB, whose session is in UTC
     (``configure``): naive text is UTC, text with an offset is converted."""
@@ -630,8 +626,6 @@ def _stage(duck: duckdb.DuckDBPyConnection, name: str, rows: list[tuple[Any, ...
     values = list(zip(*rows, strict=True)) if rows else [() for _ in spec.columns]
     arrays = {}
     for (col, kind), column in zip(spec.columns, values, strict=True):
-        if kind is Kind.UUID:
-            column = tuple(v if v is None or isinstance(v, str) else str(v) for v in column)
         as_text = kind is Kind.UUID or (text_times and kind is Kind.TS)
         arrays[col] = pa.array(column, type=pa.string() if as_text else _ARROW[kind])
     arrow = pa.table(arrays)
